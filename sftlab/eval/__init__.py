@@ -1,0 +1,1 @@
+"""Evaluation core: tasks, backends, scorers and metrics. Imports no Lightning."""
