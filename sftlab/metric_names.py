@@ -1,0 +1,29 @@
+"""Every metric key sftlab logs is built here: `{stage}/{group}/{name}` (e.g. `eval/math500/accuracy`).
+
+Keeping the shape in one place lets Aim, the report and the regime monitor agree on names.
+"""
+
+from __future__ import annotations
+
+TRAIN = "train"
+EVAL = "eval"
+REGIME = "regime"
+
+
+def metric(stage: str, *parts: str) -> str:
+    """Join a stage and its parts with '/', rejecting empty parts and stray slashes."""
+    for part in (stage, *parts):
+        if not part or part.startswith("/") or part.endswith("/"):
+            raise ValueError(
+                f"metric name parts must be non-empty without edge slashes, got {(stage, *parts)!r}"
+            )
+    return "/".join((stage, *parts))
+
+
+def eval_metric(task: str, name: str) -> str:
+    return metric(EVAL, task, name)
+
+
+def group_metric(group: str, name: str) -> str:
+    """Aggregates over the tasks of a group: `eval/id/accuracy`, `eval/ood/accuracy`, `eval/general/score`."""
+    return metric(EVAL, group, name)
