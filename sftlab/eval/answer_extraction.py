@@ -38,21 +38,23 @@ def strip_thinking(text: str) -> str:
 
 
 def all_boxed(text: str) -> list[str]:
-    r"""Contents of every `\boxed{...}` (and `\fbox{...}`) in order; unbalanced boxes are skipped."""
-    found = []
-    for match in _BOXED.finditer(text):
-        depth = 1
-        i = match.end()
-        while i < len(text) and depth:
-            ch = text[i]
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-            i += 1
-        if depth == 0:
-            found.append(text[match.end() : i - 1])
-    return found
+    r"""Contents of every balanced `\boxed{...}` (and `\fbox{...}`), in order of where they open.
+
+    One left-to-right pass with a stack of open braces: linear in the text even for a clipped response
+    full of unclosed boxes (a scan per box would be quadratic)."""
+    box_braces = {m.end() - 1 for m in _BOXED.finditer(text)}
+    if not box_braces:
+        return []
+    stack: list[int] = []
+    found: list[tuple[int, str]] = []
+    for i, ch in enumerate(text):
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            start = stack.pop()
+            if start in box_braces:
+                found.append((start, text[start + 1 : i]))
+    return [content for _, content in sorted(found)]
 
 
 def last_boxed(text: str) -> str | None:

