@@ -78,6 +78,7 @@ def evaluate(
                     "correct": score.correct,
                     "value": score.value,
                     "score_error": score.error,
+                    "details": score.details,
                 }
             )
         if progress is not None:
@@ -85,6 +86,10 @@ def evaluate(
     metrics = {"accuracy": sum(values) / len(values), "num_samples": float(len(values))}
     metrics["score_error_rate"] = errors / len(values)
     metrics.update(response_stats(flat))
+    # Task-specific aggregates (e.g. ASR and per-category rates for safety tasks) from the same records.
+    aggregate = getattr(task, "aggregate", None)
+    if aggregate is not None:
+        metrics.update(aggregate(records))
     return TaskResult(
         task=task.name, group=task.group, version=task.version, metrics=metrics, records=records
     )

@@ -1,30 +1,28 @@
 """Run one untrusted Python program in a throwaway process sandbox: the execution core of the code scorer.
 
-Model-written code may loop forever, fork-bomb, allocate 10 GB, write anywhere, open sockets or print
-forever; `run_program` returns within about `timeout_s` + 1 s and leaves no process and no file behind.
-Stdlib only, Linux only, knows nothing about tests or scoring. `RunResult.isolation` names each layer that
-took effect, so a degraded run (no root, a strict container) says so instead of pretending:
+Model-written code may loop, fork-bomb, allocate 10 GB, write anywhere, open sockets or print forever;
+`run_program` returns within about `timeout_s` + 1 s and leaves no process and no file behind. Stdlib and
+Linux only; knows nothing about scoring. `RunResult.isolation` names each layer that took effect, so a
+degraded run (no root, a strict container) says so instead of pretending:
 
 * ``uid`` (root only): run as a uid leased exclusively (flock) from `SANDBOX_UIDS`. Dropping root is what
   makes RLIMIT_NPROC bite (CAP_SYS_RESOURCE ignores it); exclusivity makes the count exact and "SIGKILL
   every process of that uid" safe. PR_SET_NO_NEW_PRIVS disarms setuid binaries.
-* ``pidns``: pid 1 is a small supervisor; when it dies the kernel SIGKILLs and reaps everything inside,
-  children that setsid() out of the process group included, so no zombie keeps counting against NPROC.
-  Killing the process group and sweeping the uid stay as backstops.
+* ``pidns``: pid 1 is a small supervisor; when it dies the kernel SIGKILLs and reaps all inside, children
+  that setsid() out of the process group included. Group kill and uid sweep stay as backstops.
 * ``netns``: a new network namespace with only a down loopback; connect() fails even to 127.0.0.1.
 * ``mountns`` (+ ``readonly_fs``, ``scratch_tmpfs``, ``procfs``): all mounts bind-remounted read-only here
-  only; the working dir is a fresh size-capped tmpfs owned by the sandbox uid, the one writable place;
+  only; the working dir, a fresh size-capped tmpfs owned by the sandbox uid, is the one writable place;
   /proc shows only the sandbox. An interpreter others cannot reach (pyenv under a 0700 /root) is bound
-  back read-only under an empty tmpfs that hides the rest of that directory.
+  back read-only under an empty tmpfs hiding the rest of that directory.
 * rlimits, always: CPU seconds, address space, file size, processes, open files, no core dumps.
 
-Without root a user namespace is tried first so the other namespaces still work (no ``uid`` then).
-Why a launcher, not `preexec_fn`: the scorer calls this from a thread pool, and `preexec_fn` runs Python
-between fork and exec in a copy of a multi-threaded process, where a lock another thread held (import,
-logging, malloc) can deadlock the child. The thread-safe `Popen` starts a fresh single-threaded ``python
--I -S sandbox.py CONFIG`` instead, which unshares, forks the supervisor, sets limits, drops privileges and
-execs ``python -I -B -X utf8 main.py`` in a scrubbed environment (no proxies; HOME = TMPDIR = work dir).
-Process tree: caller -> launcher (root, own session) -> supervisor (pid 1) -> program.
+Without root a user namespace is tried first, so the other namespaces still work. Why a launcher and not
+`preexec_fn`: the scorer calls this from threads, and `preexec_fn` runs Python between fork and exec in a
+copy of a multi-threaded process, where a lock held by another thread can deadlock the child. `Popen`
+(thread-safe) starts a fresh single-threaded ``python -I -S sandbox.py CONFIG`` instead; it unshares,
+forks the supervisor, sets limits, drops privileges and execs ``python -I -B -X utf8 main.py`` with a
+scrubbed environment (no proxies; HOME = TMPDIR = work dir). Tree: caller -> launcher -> pid 1 -> program.
 """
 
 from __future__ import annotations
@@ -68,14 +66,10 @@ _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 @dataclass(frozen=True)
 class RunResult:
-    """How one sandboxed run ended.
-
-    `status`: "ok" (exit 0), "error" (non-zero exit or killed by a signal), "timeout" (wall clock or CPU
-    limit), "memory" (died of MemoryError), "output_limit" (stdout + stderr over the cap), "sandbox_error"
-    (the sandbox could not start the program; `error` says why). `returncode` is the exit code or -signal,
-    None when the sandbox killed or never started the program. `isolation` names the layers that took
-    effect (module docstring); `uid` is the uid the program ran as.
-    """
+    """How one run ended: "ok" (exit 0), "error" (non-zero exit or a signal), "timeout" (wall or CPU limit),
+    "memory" (MemoryError), "output_limit" (stdout + stderr over the cap) or "sandbox_error" (the sandbox
+    could not start it; `error` says why). `returncode`: exit code or -signal, None when the sandbox killed
+    or never started the program. `isolation`: layers in effect (module docstring); `uid`: the uid used."""
 
     status: RunStatus
     returncode: int | None
@@ -109,13 +103,11 @@ def run_program(
     scratch_mb: int = 64,
     python: str = sys.executable,
 ) -> RunResult:
-    """Run `source` as ``main.py`` in a fresh sandbox, feeding it `stdin`; `files` are put beside it.
+    """Run `source` as ``main.py`` with `stdin` in a fresh sandbox; `files` are put beside it. Thread-safe.
 
-    `timeout_s` is wall clock from launch, interpreter start-up included; `cpu_s` defaults to
-    ceil(timeout_s) + 1. `memory_mb` caps the address space, `max_file_mb` any one file, `scratch_mb` the
-    whole working dir, `max_processes` processes and threads together. Thread-safe and independent per
-    call, so how many run in parallel is the caller's choice.
-    """
+    `timeout_s`: wall clock from launch, start-up included; `cpu_s`: default ceil(timeout_s) + 1;
+    `memory_mb`: address space; `max_file_mb`: any one file; `scratch_mb`: the whole working dir;
+    `max_processes`: processes and threads together; `max_output_bytes`: stdout + stderr."""
     root, files = os.geteuid() == 0, dict(files or {})
     cpu = cpu_s if cpu_s is not None else math.ceil(timeout_s) + 1
     sizes = dict(timeout_s=timeout_s, cpu_s=cpu, memory_mb=memory_mb, max_file_mb=max_file_mb)
@@ -160,11 +152,13 @@ def run_program(
 def _launch_and_wait(config: dict, tmp: str, timeout_s: float, cap: int, uid: int | None) -> RunResult:
     read_fd, write_fd = os.pipe()  # launcher/supervisor reports; closed by the program's exec
     argv = [config["python"], "-I", "-S", __file__, json.dumps(config | {"status_fd": write_fd})]
-    spawn = dict(stdout=PIPE, stderr=PIPE, cwd=tmp, env={"PATH": _PATH}, pass_fds=[write_fd])
+    spawn = dict(
+        stdout=PIPE, stderr=PIPE, cwd=tmp, env={"PATH": _PATH}, pass_fds=[write_fd], start_new_session=True
+    )
     start = time.monotonic()
     try:
         with open(f"{tmp}/stdin", "rb") as stdin:
-            proc = subprocess.Popen(argv, stdin=stdin, start_new_session=True, **spawn)  # type: ignore
+            proc = subprocess.Popen(argv, stdin=stdin, **spawn)  # type: ignore[call-overload]
     except BaseException:
         os.close(read_fd)
         raise
@@ -184,7 +178,8 @@ def _launch_and_wait(config: dict, tmp: str, timeout_s: float, cap: int, uid: in
         if reason is not None:  # the launcher SIGKILLs the namespace's pid 1, which takes everything along
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
-            select.select([pidfd], [], [], 1.0)
+            (poller := select.poll()).register(pidfd, select.POLLIN)
+            poller.poll(1000)  # poll, not select: fds above 1024 are common in a busy evaluator
     finally:
         kill_stragglers()
         proc.wait()
@@ -253,11 +248,10 @@ def _process_status(pid: int | str) -> tuple[int, str] | None:
     that clears its dumpable flag makes that directory root-owned."""
     try:
         with open(f"/proc/{pid}/status") as f:
-            text = f.read()
+            found = re.search(r"^State:\s+(\S).*^Uid:\s+(\d+)", f.read(), re.M | re.S)
     except OSError:
         return None
-    uid, state = re.search(r"^Uid:\s+(\d+)", text, re.M), re.search(r"^State:\s+(\S)", text, re.M)
-    return (int(uid.group(1)), state.group(1) if state else "?") if uid else None
+    return (int(found.group(2)), found.group(1)) if found else None
 
 
 def _processes(uid: int | None = None) -> list[tuple[int, int, str]]:

@@ -38,3 +38,8 @@ class EvalTask(Protocol):
     def score(self, response: str, reference: Any) -> Score:
         """Score one response against its reference."""
         ...
+
+
+# Optional on a task: `aggregate(records: list[dict]) -> dict[str, float]`, extra metrics computed from the
+# per-sample records `evaluate` builds (keys: id, sample, response, num_tokens, finish_reason, extracted,
+# correct, value, score_error, details). Safety tasks use it for ASR per category.

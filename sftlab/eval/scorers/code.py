@@ -25,6 +25,7 @@ Conventions follow LiveCodeBench's `lcb_runner` (github.com/LiveCodeBench/LiveCo
   default, the paper's setting).
 * *sftlab*: each test runs in a fresh sandboxed process (`sftlab.eval.sandbox`) rather than LCB's one
   process with `signal.alarm`, so no state leaks between tests and untrusted code cannot touch the host;
+  stdin is real, so `sys.stdin.buffer` and `open(0)` work (LCB's patched `StringIO` lacks them), and
   interpreter start-up (~0.2 s) counts against the 6 s. Memory is capped at 1 GiB (AtCoder's limit); LCB's
   own `reliability_guard` is called without a memory limit.
 
