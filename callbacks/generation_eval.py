@@ -197,7 +197,7 @@ class GenerationEval(pl.Callback):
         for result in results:
             with (root / f"{result.task}.jsonl").open("w") as f:
                 for record in result.records:
-                    f.write(json.dumps(record) + "\n")
+                    f.write(json.dumps(record, default=str) + "\n")
             samples = [
                 f"[{r['id']}] correct={r['correct']} extracted={r['extracted']!r}\n{r['response']}"
                 for r in result.records[: self.num_text_samples]
