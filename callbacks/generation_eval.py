@@ -19,7 +19,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
-from sftlab.callbacks.text_log import log_texts
+from sftlab.callbacks.text_log import log_texts, run_dir
 from sftlab.eval.backends.base import GenerationBackend
 from sftlab.eval.evaluate import TaskResult, evaluate, flatten_metrics
 from sftlab.eval.export import export_state_dict
@@ -161,7 +161,7 @@ class GenerationEval(pl.Callback):
 
     def _export(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path:
         model = pl_module.model
-        out = Path(trainer.default_root_dir if not trainer.log_dir else trainer.log_dir) / "eval_weights"
+        out = run_dir(trainer) / "eval_weights"
         dtype = self._export_torch_dtype(pl_module)
         tied = bool(getattr(model.config, "tie_word_embeddings", False))
         return export_state_dict(
@@ -192,7 +192,7 @@ class GenerationEval(pl.Callback):
             logger.log_metrics(metrics, step=step)
 
     def _write_records(self, trainer: pl.Trainer, results: list[TaskResult], step: int) -> None:
-        root = Path(trainer.log_dir or trainer.default_root_dir) / "eval" / f"step_{step:06d}"
+        root = run_dir(trainer) / "eval" / f"step_{step:06d}"
         root.mkdir(parents=True, exist_ok=True)
         for result in results:
             with (root / f"{result.task}.jsonl").open("w") as f:

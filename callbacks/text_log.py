@@ -13,6 +13,19 @@ from typing import Any
 import lightning.pytorch as pl
 
 
+def run_dir(trainer: pl.Trainer) -> Path:
+    """The run's folder, as `trainer.log_dir` resolves it but without its broadcast: `log_dir` is a
+    collective call and would hang a DDP job when only rank 0 asks."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    if trainer.loggers:
+        logger = trainer.loggers[0]
+        folder = logger.log_dir if isinstance(logger, (TensorBoardLogger, CSVLogger)) else logger.save_dir
+        if folder:
+            return Path(folder)
+    return Path(trainer.default_root_dir)
+
+
 def log_texts(trainer: pl.Trainer, name: str, texts: list[str], step: int, context: dict[str, Any]) -> None:
     """Track each text under `name` with `context` (e.g. {"task": "countdown", "step": 40}). Rank 0 only."""
     if not trainer.is_global_zero or not texts:
@@ -24,9 +37,8 @@ def log_texts(trainer: pl.Trainer, name: str, texts: list[str], step: int, conte
 
             for i, text in enumerate(texts):
                 experiment.track(Text(text), name=name, step=step, context={**context, "index": i})
-    if trainer.log_dir:
-        path = Path(trainer.log_dir) / "texts.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as f:
-            for text in texts:
-                f.write(json.dumps({"name": name, "step": step, **context, "text": text}) + "\n")
+    path = run_dir(trainer) / "texts.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for text in texts:
+            f.write(json.dumps({"name": name, "step": step, **context, "text": text}) + "\n")
