@@ -66,7 +66,10 @@ def git_commit() -> str | None:
 
 def run_params(trainer: Any, module: Any, datamodule: Any, config: dict[str, Any]) -> dict[str, Any]:
     """Top-level grouping fields recorded with every run."""
-    size = sum(p.numel() for p in module.parameters()) / 1e9 if module.model is not None else None
+    from sftlab.models import parameter_count
+
+    count = parameter_count(module.model_path)
+    size = count / 1e9 if count is not None else None
     regime = getattr(getattr(datamodule, "regime", None), "name", None)
     return {
         "data_regime": regime,

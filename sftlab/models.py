@@ -158,3 +158,18 @@ def write_random_model(base: str, out: str | Path, *, seed: int = 0, **config_ov
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(source).save_pretrained(out)
     return out
+
+
+def parameter_count(model_path: str) -> int | None:
+    """Parameters of the architecture in `model_path`, counted on the meta device (no weights loaded).
+    None when the config cannot be read (e.g. a hub id on a machine without hub access)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError):
+        return None
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
