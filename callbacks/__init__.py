@@ -5,5 +5,6 @@ state (`trainer.callback_metrics`, `global_step`).
 """
 
 from sftlab.callbacks.generation_eval import GenerationEval
+from sftlab.callbacks.training_regime_monitor import TrainingRegimeMonitor
 
-__all__ = ["GenerationEval"]
+__all__ = ["GenerationEval", "TrainingRegimeMonitor"]

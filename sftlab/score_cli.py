@@ -1,8 +1,12 @@
 """`sftlab score --input IN.jsonl --output OUT.jsonl`: score responses offline with the eval scorers.
 
 Each input row is `{"task": name, "reference": ..., "response": "..."}`; each output row is the input row
-plus `"correct": bool` and `"extracted": str | null`. Bad rows are reported together with their 1-based
-line numbers; nothing is written unless every row is valid.
+plus `"correct": bool` and `"extracted": str | null`. What `reference` holds depends on the task (math: the
+gold answer string; multiple choice: the gold letter; countdown: `{"numbers", "target"}`; code:
+`{"tests": [{"input", "output"}], "fn_name"}`, see `sftlab.scorers`). Bad rows, references included, are
+reported together with their 1-based line numbers; nothing is written unless every row is valid. Rows of
+a scorer with a batch form are scored together (all math rows in one verification batch, code rows in
+parallel sandboxes); output keeps the input order.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from sftlab.scorers import get_scorer
+from sftlab.eval.types import Score
+from sftlab.scorers import BATCH_SCORERS, Scorer, check_reference, get_scorer
 
 REQUIRED = ("task", "reference", "response")
 
@@ -48,7 +53,7 @@ def score_file(input_path: str, output_path: str) -> dict[str, int]:
             )
             continue
         try:
-            get_scorer(row["task"])
+            check_reference(row["task"], row["reference"])  # an unknown task fails here too
         except ValueError as exc:
             problems.append(f"{path}:{lineno}: {exc}")
             continue
@@ -57,16 +62,32 @@ def score_file(input_path: str, output_path: str) -> dict[str, int]:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ValueError(f"{len(problems)} bad rows in {path}:\n  {shown}{more}")
-    counts = {"rows": 0, "correct": 0}
+    scores = _score_rows(rows)
+    counts = {"rows": len(rows), "correct": sum(bool(score.correct) for score in scores)}
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w") as f:
-        for row in rows:
-            score = get_scorer(row["task"])(row["response"], row["reference"])
+        for row, score in zip(rows, scores, strict=True):
             f.write(json.dumps({**row, "correct": bool(score.correct), "extracted": score.extracted}) + "\n")
-            counts["rows"] += 1
-            counts["correct"] += bool(score.correct)
     return counts
+
+
+def _score_rows(rows: list[dict]) -> list[Score]:
+    """Score every row, grouping those whose scorer has a batch form; results in row order."""
+    scores: list[Score | None] = [None] * len(rows)
+    batches: dict[Scorer, list[int]] = {}
+    for i, row in enumerate(rows):
+        scorer = get_scorer(row["task"])
+        if scorer in BATCH_SCORERS:
+            batches.setdefault(scorer, []).append(i)
+        else:
+            scores[i] = scorer(row["response"], row["reference"])
+    for scorer, indices in batches.items():
+        responses = [rows[i]["response"] for i in indices]
+        references = [rows[i]["reference"] for i in indices]
+        for i, score in zip(indices, BATCH_SCORERS[scorer](responses, references), strict=True):
+            scores[i] = score
+    return scores  # type: ignore[return-value]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,3 +101,84 @@ def test_fit_through_the_cli_logs_eval_metrics(tiny_model: str, tmp_path) -> Non
     assert ("train/loss", "train") in names and ("eval/countdown/accuracy", "eval") in names
     steps = [s for s, _ in zip(*run.get_metric("eval/countdown/accuracy", {"stage": "eval"}).values.sparse_numpy(), strict=True)]
     assert list(run.get_metric("eval/countdown/accuracy", {"stage": "eval"}).steps.sparse_numpy()) == [0, 1, 2] or steps
+
+
+def test_score_command_math_multiple_choice_and_code_rows(tmp_path, monkeypatch) -> None:
+    import sftlab.eval.scorers.math as math_scorer
+    from sftlab import scorers
+
+    calls = {"verify_answers": 0, "score_code_many": 0}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(math_scorer, "verify_answers", counted("verify_answers", math_scorer.verify_answers))
+    code_many = scorers.BATCH_SCORERS[scorers.score_code]
+    monkeypatch.setitem(scorers.BATCH_SCORERS, scorers.score_code, counted("score_code_many", code_many))
+    a_plus_b = {
+        "tests": [{"input": "1 2\n", "output": "3\n"}, {"input": "40 2\n", "output": "42\n"}],
+        "fn_name": None,
+    }
+    code = "<think>\nread two ints\n</think>\n```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    rows = [
+        {
+            "task": "math500",
+            "reference": "\\frac{1}{2}",
+            "response": "<think>\n3/6\n</think>\n\n\\boxed{0.5}",
+        },
+        {
+            "task": "gpqa_diamond",
+            "reference": "B",
+            "response": "<think>\nthe answer is (A)\n</think>\n\\boxed{\\text{(B)}}",
+        },
+        {"task": "livecodebench_v2", "reference": a_plus_b, "response": code},
+        {
+            "task": "aime24",
+            "reference": "204",
+            "response": "<think>\n\\boxed{204}\n</think>\n\nI am not sure.",
+        },
+        {"task": "mmlu_pro", "reference": "J", "response": "The answer is (J) since the others fail."},
+        {"task": "code", "reference": a_plus_b, "response": code.replace("a + b", "a - b")},
+        {
+            "task": "gsm8k",
+            "reference": "72",
+            "response": "<think>\n8 * 9\n</think>\n\nShe earns \\boxed{\\$72}.",
+        },
+        {"task": "countdown", "reference": {"numbers": [1, 2, 3], "target": 6}, "response": "\\boxed{1*2*3}"},
+        {"task": "math", "reference": "2\\sqrt{2}", "response": "\\boxed{\\sqrt{8}}"},
+    ]
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["score", "--input", str(src), "--output", str(dst)]) == 0
+    out = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert [o["task"] for o in out] == [r["task"] for r in rows]  # input order kept across the batches
+    assert [o["correct"] for o in out] == [True, True, True, False, True, False, True, True, True]
+    assert [o["extracted"] for o in out[:2]] == ["0.5", "B"] and out[3]["extracted"] is None
+    assert out[2]["extracted"].startswith("a, b = map(int") and out[8]["extracted"] == "\\sqrt{8}"
+    assert calls == {"verify_answers": 1, "score_code_many": 1}  # one batch per kind, not one per row
+
+
+def test_score_command_checks_every_reference_up_front(tmp_path, capsys) -> None:
+    rows = [
+        {"task": "math500", "reference": 0.5, "response": "\\boxed{0.5}"},
+        {"task": "gpqa_diamond", "reference": "E", "response": "\\boxed{E}"},
+        {"task": "livecodebench_v2", "reference": {"tests": []}, "response": "```python\nprint(1)\n```"},
+        {"task": "code", "reference": ["not", "a", "mapping"], "response": "x"},
+        {"task": "countdown", "reference": 6, "response": "x"},
+        {"task": "aime25", "reference": "204", "response": "\\boxed{204}"},
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["score", "--input", str(src), "--output", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "5 bad rows" in err and "in.jsonl:6" not in err
+    assert "in.jsonl:1: a math reference must be the gold answer" in err and "got 0.5 (float)" in err
+    assert "in.jsonl:2:" in err and "one of the letters 'ABCD', got 'E'" in err
+    assert "in.jsonl:3: invalid LiveCodeBench reference" in err
+    assert "in.jsonl:4: reference for task 'code' has the wrong shape" in err
+    assert "in.jsonl:5: reference for task 'countdown' has the wrong shape" in err
+    assert not (tmp_path / "o.jsonl").exists()

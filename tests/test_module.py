@@ -34,8 +34,9 @@ class ListRegime:
         return self.items
 
 
-def test_packed_and_padded_give_the_same_loss(tiny_model: str, tokenizer) -> None:
-    module = SFTModule(model_name=tiny_model)
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_and_padded_give_the_same_loss(tiny_model: str, tokenizer, attn: str) -> None:
+    module = SFTModule(model_name=tiny_model, attn_implementation=attn)
     module.configure_model()
     module.eval()
     tokenized = [tokenize_example(ex, tokenizer) for ex in examples()]

@@ -6,6 +6,7 @@ during training is reproducible from the saved checkpoint. Imports no Lightning.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from sftlab.eval.response_stats import response_stats
 from sftlab.eval.task import EvalItem, EvalTask
 from sftlab.eval.types import Generation, Score
 from sftlab.metric_names import eval_metric, group_metric
+
+log = logging.getLogger(__name__)
 
 # Group aggregates: the headline number of each group (accuracy for id/ood, score for general, asr for
 # safety), averaged over the group's tasks with equal weight.
@@ -31,7 +34,8 @@ class TaskResult:
 
     @property
     def headline(self) -> float | None:
-        return self.metrics.get(GROUP_HEADLINE.get(self.group, "accuracy"), self.metrics.get("accuracy"))
+        """The group's headline metric; None when the task does not report it (never another metric)."""
+        return self.metrics.get(GROUP_HEADLINE.get(self.group, "accuracy"))
 
 
 def render_prompts(items: Sequence[EvalItem], tokenizer: Any) -> list[list[int]]:
@@ -60,32 +64,39 @@ def evaluate(
     outputs: list[list[Generation]] = backend.generate(prompts, task.sampling)
     if len(outputs) != len(items):
         raise RuntimeError(f"backend returned {len(outputs)} outputs for {len(items)} prompts")
-    records, values, errors, flat = [], [], 0, []
-    for done, (item, samples) in enumerate(zip(items, outputs, strict=True), start=1):
-        for k, gen in enumerate(samples):
-            score = _safe_score(task, gen.text, item.reference)
-            errors += score.error is not None
-            values.append(float(score.value or 0.0))
-            flat.append(gen)
-            records.append(
-                {
-                    "id": item.id,
-                    "sample": k,
-                    "response": gen.text,
-                    "num_tokens": gen.num_tokens,
-                    "finish_reason": gen.finish_reason,
-                    "extracted": score.extracted,
-                    "correct": score.correct,
-                    "value": score.value,
-                    "score_error": score.error,
-                    "details": score.details,
-                }
-            )
-        if progress is not None:
+    flat = [
+        (item, k, gen) for item, samples in zip(items, outputs, strict=True) for k, gen in enumerate(samples)
+    ]
+    scores = _score_all(task, [gen.text for _, _, gen in flat], [item.reference for item, _, _ in flat])
+    records, values, errors = [], [], 0
+    last_item = None
+    done = 0
+    for (item, k, gen), score in zip(flat, scores, strict=True):
+        errors += score.error is not None
+        values.append(float(score.value or 0.0))
+        records.append(
+            {
+                "id": item.id,
+                "sample": k,
+                "response": gen.text,
+                "num_tokens": gen.num_tokens,
+                "finish_reason": gen.finish_reason,
+                "extracted": score.extracted,
+                "correct": score.correct,
+                "value": score.value,
+                "score_error": score.error,
+                "details": score.details,
+            }
+        )
+        if progress is not None and item is not last_item:
+            done += 1
             progress(done, len(items))
+        last_item = item
+    if not values:
+        raise RuntimeError(f"backend returned no generations for task {task.name!r}")
     metrics = {"accuracy": sum(values) / len(values), "num_samples": float(len(values))}
     metrics["score_error_rate"] = errors / len(values)
-    metrics.update(response_stats(flat))
+    metrics.update(response_stats([gen for _, _, gen in flat]))
     # Task-specific aggregates (e.g. ASR and per-category rates for safety tasks) from the same records.
     aggregate = getattr(task, "aggregate", None)
     if aggregate is not None:
@@ -93,6 +104,21 @@ def evaluate(
     return TaskResult(
         task=task.name, group=task.group, version=task.version, metrics=metrics, records=records
     )
+
+
+def _score_all(task: EvalTask, texts: list[str], references: list[Any]) -> list[Score]:
+    """Score every sample; a task's `score_many` (batched judges, verifier pools) is used when it has one."""
+    score_many = getattr(task, "score_many", None)
+    if score_many is not None:
+        try:
+            scores = list(score_many(texts, references))
+            if len(scores) == len(texts):
+                return scores
+        except Exception as exc:  # noqa: BLE001 - fall back to item-by-item scoring, which reports per-item errors
+            log.warning(
+                "%s.score_many failed (%s: %s); scoring item by item", task.name, type(exc).__name__, exc
+            )
+    return [_safe_score(task, text, ref) for text, ref in zip(texts, references, strict=True)]
 
 
 def _safe_score(task: EvalTask, text: str, reference: Any) -> Score:

@@ -43,3 +43,5 @@ class EvalTask(Protocol):
 # Optional on a task: `aggregate(records: list[dict]) -> dict[str, float]`, extra metrics computed from the
 # per-sample records `evaluate` builds (keys: id, sample, response, num_tokens, finish_reason, extracted,
 # correct, value, score_error, details). Safety tasks use it for ASR per category.
+# Optional on a task: `score_many(responses, references) -> list[Score]`, used instead of `score` so a task can
+# batch its scoring (a judge's thread pool, a verifier process pool).
