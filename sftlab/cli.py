@@ -32,11 +32,29 @@ def _tool_commands() -> dict[str, tuple[str, Callable[[list[str]], int]]]:
 
         return main(argv)
 
+    def data(argv: list[str]) -> int:
+        from sftlab.data.build_cli import main
+
+        return main(argv)
+
+    def report(argv: list[str]) -> int:
+        from sftlab.report.cli import main
+
+        return main(argv)
+
     return {
+        "report": (
+            "paper-style figures and an HTML report from Aim runs: --repo runs --output DIR",
+            report,
+        ),
         "score": ("score responses offline: --input IN.jsonl --output OUT.jsonl", score),
         "regime": (
             "label training regimes from an eval history: --input HIST.jsonl --output OUT.jsonl",
             regime,
+        ),
+        "data": (
+            "build a data regime from raw teacher outputs: build --regime math_cot --input RAW.jsonl ...",
+            data,
         ),
     }
 
