@@ -320,7 +320,7 @@ class GenerationEval(pl.Callback):
                 for r in result.records[: self.num_text_samples]
             ]
             log_texts(
-                trainer, f"eval/{result.task}/samples", samples, step, {"task": result.task, "step": step}
+                trainer, f"eval/{result.task}/samples", samples, step, {"task": result.task}
             )
             lengths = [float(r["num_tokens"]) for r in result.records if r.get("num_tokens") is not None]
             context = {"stage": "eval", "task": result.task}
@@ -330,7 +330,7 @@ class GenerationEval(pl.Callback):
             if examples is not None:
                 cases = examples(result.records, self.num_text_samples)
                 log_texts(
-                    trainer, f"eval/{result.task}/examples", cases, step, {"task": result.task, "step": step}
+                    trainer, f"eval/{result.task}/examples", cases, step, {"task": result.task}
                 )
 
     # -- resume ----------------------------------------------------------------------------------------
