@@ -42,10 +42,19 @@ def _tool_commands() -> dict[str, tuple[str, Callable[[list[str]], int]]]:
 
         return main(argv)
 
+    def evaluate(argv: list[str]) -> int:
+        from sftlab.eval.eval_cli import main
+
+        return main(argv)
+
     return {
         "report": (
             "paper-style figures and an HTML report from Aim runs: --repo runs --output DIR",
             report,
+        ),
+        "eval": (
+            "evaluate a model on a suite offline: --model PATH --suite configs/eval/paper.yaml --output DIR",
+            evaluate,
         ),
         "score": ("score responses offline: --input IN.jsonl --output OUT.jsonl", score),
         "regime": (

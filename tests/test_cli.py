@@ -22,7 +22,9 @@ CONFIGS = sorted(p for p in (repo_root() / "configs").rglob("*.yaml"))
 
 
 def test_help_lists_every_subcommand() -> None:
-    out = subprocess.run([sys.executable, "-m", "sftlab", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "sftlab", "--help"], capture_output=True, text=True, check=True
+    )
     for command in ("fit", "validate", "score", "regime"):
         assert f"  {command} " in out.stdout
 
@@ -34,8 +36,15 @@ def test_unknown_command_suggests(capsys) -> None:
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(repo_root())))
 def test_every_shipped_config_parses(config: Path, tmp_path) -> None:
+    if config.parent.name == "eval":  # eval suites are `sftlab eval --suite` files, not run configs
+        from sftlab.eval.eval_cli import load_suite
+
+        assert load_suite(config)
+        return
     if "deepspeed" in config.name and importlib.util.find_spec("deepspeed") is None:
-        pytest.skip("DeepSpeedStrategy cannot be constructed without the deepspeed package (pip install deepspeed)")
+        pytest.skip(
+            "DeepSpeedStrategy cannot be constructed without the deepspeed package (pip install deepspeed)"
+        )
     args = ["--config", str(config)]
     if config.parent.name == "trainer":  # strategy presets are composed after a run config
         args = ["--config", str(repo_root() / "configs/quickstart.yaml"), *args]
@@ -66,8 +75,11 @@ def test_every_shipped_config_parses(config: Path, tmp_path) -> None:
 
 def test_a_config_typo_is_reported(capsys) -> None:
     with pytest.raises(SystemExit):
-        build_cli(["fit", "--config", str(repo_root() / "configs/quickstart.yaml"), "--model.learning_rat=1"], run=False)
-    assert "learning_rat" in capsys.readouterr().err
+        build_cli(
+            ["fit", "--config", str(repo_root() / "configs/quickstart.yaml"), "--model.learnig_rate=1"],
+            run=False,
+        )
+    assert "learnig_rate" in capsys.readouterr().err
 
 
 def test_an_unknown_model_lists_the_builtins() -> None:
@@ -79,8 +91,16 @@ def test_an_unknown_model_lists_the_builtins() -> None:
 
 def test_score_command(tmp_path) -> None:
     rows = [
-        {"task": "countdown", "reference": {"numbers": [3, 7, 12, 2], "target": 50}, "response": "<think>..</think>\\boxed{12*3+7*2}"},
-        {"task": "countdown", "reference": {"numbers": [3, 7, 12, 2], "target": 50}, "response": "\\boxed{12*3+7+2}"},
+        {
+            "task": "countdown",
+            "reference": {"numbers": [3, 7, 12, 2], "target": 50},
+            "response": "<think>..</think>\\boxed{12*3+7*2}",
+        },
+        {
+            "task": "countdown",
+            "reference": {"numbers": [3, 7, 12, 2], "target": 50},
+            "response": "\\boxed{12*3+7+2}",
+        },
         {"task": "countdown", "reference": {"numbers": [1, 2, 3], "target": 6}, "response": "no box"},
     ]
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
@@ -94,7 +114,9 @@ def test_score_command(tmp_path) -> None:
 
 def test_score_command_names_bad_rows(tmp_path, capsys) -> None:
     src = tmp_path / "in.jsonl"
-    src.write_text('{"task": "countdown", "reference": {}, "response": "x"}\n{"task": "countdwn", "reference": 1, "response": "x"}\nnot json\n{"task": "countdown"}\n')
+    src.write_text(
+        '{"task": "countdown", "reference": {}, "response": "x"}\n{"task": "countdwn", "reference": 1, "response": "x"}\nnot json\n{"task": "countdown"}\n'
+    )
     assert main(["score", "--input", str(src), "--output", str(tmp_path / "o.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "in.jsonl:2" in err and "Did you mean countdown" in err
@@ -119,7 +141,9 @@ def test_fit_through_the_cli_logs_eval_metrics(tiny_model: str, tmp_path) -> Non
     assert (run_dir / "config.yaml").is_file()
     steps = sorted(p.name for p in (run_dir / "eval").iterdir())
     assert steps == ["step_000000", "step_000001", "step_000002"]
-    records = [json.loads(line) for line in (run_dir / "eval/step_000002/countdown.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (run_dir / "eval/step_000002/countdown.jsonl").read_text().splitlines()
+    ]
     assert len(records) == 4 and {"response", "correct", "extracted", "num_tokens"} <= set(records[0])
 
     from sftlab.report.reader import open_repo

@@ -9,12 +9,14 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sftlab.cli import main
 from sftlab.report.cli import make_report
 from sftlab.report.figures import spans, write_figures
 from sftlab.report.reader import ReportError, RunData, Series, read_runs, resolve_runs
 from sftlab.report.summary import Point, direction, summarize, table_keys
+from tests.conftest import repo_root
 from tests.report_fixtures import EVAL_STEPS, RUN_NAME, FittedRun, fitted_repo, write_synthetic_run  # noqa: F401
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -63,7 +65,8 @@ def test_plotted_series_come_from_the_run(fitted_repo: FittedRun, tmp_path) -> N
     report = make_report(fitted_repo.repo, tmp_path / "report")
     (run,) = report.runs
     assert run.name == RUN_NAME and run.param("data_regime") == "countdown_cot"
-    assert run.param("schedule.global_batch_size") == 8 and run.param("model.learning_rate") == 5e-5
+    shipped = yaml.safe_load((repo_root() / "configs/quickstart.yaml").read_text())["model"]["learning_rate"]
+    assert run.param("schedule.global_batch_size") == 8 and run.param("model.learning_rate") == shipped
     series = run.series["eval/countdown/accuracy"]
     assert list(series.steps) == EVAL_STEPS  # one point per eval (step 0, 1, 2)
     expected = accuracy_from_records(fitted_repo.run_dir, "countdown")
