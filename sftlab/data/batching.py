@@ -8,7 +8,9 @@
 
 Labels are shifted per sequence (see `formatting.shifted_labels`), so no sequence predicts the first
 token of the next one. `step_target_tokens` is filled in by the step planner: the number of target
-tokens in all micro-batches of the optimizer step this micro-batch belongs to (on this rank).
+tokens in all micro-batches of the optimizer step this micro-batch belongs to (on this rank), and
+`global_step_target_tokens` the same count over all ranks (0 when unknown; the module then all-reduces).
+`sequence_lengths` feeds the FLOPs count (attention cost grows with each sequence's own length).
 """
 
 from __future__ import annotations
@@ -32,10 +34,16 @@ class Batch(TypedDict):
     num_real_tokens: int  # tokens that are not padding
     num_target_tokens: int
     step_target_tokens: int
+    global_step_target_tokens: int  # over all ranks; 0 = unknown
+    sequence_lengths: list[int]
 
 
 def collate(
-    examples: Sequence[TokenizedExample], mode: BatchMode, pad_token_id: int, step_target_tokens: int = 0
+    examples: Sequence[TokenizedExample],
+    mode: BatchMode,
+    pad_token_id: int,
+    step_target_tokens: int = 0,
+    global_step_target_tokens: int = 0,
 ) -> Batch:
     if not examples:
         raise ValueError("cannot collate an empty micro-batch")
@@ -70,4 +78,15 @@ def collate(
         num_real_tokens=sum(len(ex) for ex in examples),
         num_target_tokens=num_targets,
         step_target_tokens=step_target_tokens or num_targets,
+        global_step_target_tokens=global_step_target_tokens,
+        sequence_lengths=[len(ex) for ex in examples],
     )
+
+
+def target_positions(batch: Batch) -> torch.Tensor | None:
+    """Indices of the target tokens of a packed (one-row) micro-batch; None for padded batches, whose
+    rows would need different positions."""
+    labels = batch["labels"]
+    if batch.get("attention_mask") is not None or labels.dim() != 2 or labels.shape[0] != 1:
+        return None
+    return (labels[0] != IGNORE_INDEX).nonzero().flatten()

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, IterableDataset
 
-from sftlab.data.batching import Batch, BatchMode, collate
+from sftlab.data.batching import Batch, BatchMode, collate, target_positions
 from sftlab.data.example import DataError
 from sftlab.data.formatting import TokenizedExample, tokenize_example
 from sftlab.data.regime import DataRegime
@@ -26,9 +26,15 @@ log = logging.getLogger(__name__)
 class StepPlannedDataset(IterableDataset):
     """Yields this rank's micro-batches for one epoch per `iter()`, in optimizer-step order.
 
-    Each micro-batch carries `step_target_tokens`, the target count of its whole step on this rank, which
-    the module needs to take a token mean over the step. Its position (epoch, micro-batches consumed) is
-    saved with checkpoints so a resumed run continues where it stopped.
+    Each micro-batch carries `step_target_tokens`, the target count of its whole step on this rank, and
+    `global_step_target_tokens`, the same over all ranks (every rank can plan every rank's share, so no
+    collective is needed for the token-mean loss).
+
+    Position: the dataset counts the micro-batches it has handed out since training began, across epochs;
+    `iter()` continues from there (epoch = position // micro-batches per epoch), so an epoch that
+    Lightning stops after `len(dataset)` batches (it never exhausts a loader with a length) still moves
+    the next `iter()` to the next epoch's order. `state_dict`/`load_state_dict` save and restore it; a
+    resumed run skips exactly the micro-batches already trained on, without collating them.
     """
 
     def __init__(
@@ -53,18 +59,18 @@ class StepPlannedDataset(IterableDataset):
         self.rank = rank
         self.shuffle = shuffle
         self.seed = seed
-        self.epoch = 0
-        self._resume_offset = 0
-        self._consumed = 0
-        self._plan = self._make_plan(0)
-        if not self._plan.steps:
+        self.accumulation = accumulation_steps(global_batch_size, micro_batch_size, world_size)
+        self.position = 0  # micro-batches handed out since training began, all epochs
+        plan = self._make_plan(epoch_order(len(examples), 0, seed, shuffle))
+        if not plan.steps:
             raise DataError(
                 f"{len(examples)} training examples make no complete global batch of {global_batch_size} "
                 "sequences; lower data.global_batch_size or add data"
             )
+        self._steps_per_epoch = len(plan.steps)
+        self._dropped = plan.dropped_examples
 
-    def _make_plan(self, epoch: int):
-        order = epoch_order(len(self.examples), epoch, self.seed, self.shuffle)
+    def _make_plan(self, order: list[int]):
         return plan_epoch(
             order,
             global_batch_size=self.global_batch_size,
@@ -75,38 +81,76 @@ class StepPlannedDataset(IterableDataset):
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self._plan.steps)
+        return self._steps_per_epoch
 
     @property
     def dropped_per_epoch(self) -> int:
-        return self._plan.dropped_examples
+        return self._dropped
 
     def __len__(self) -> int:
-        return self._plan.num_micro_batches
+        return self._steps_per_epoch * self.accumulation
+
+    @property
+    def epoch(self) -> int:
+        return self.position // len(self)
 
     def __iter__(self) -> Iterator[Batch]:
-        plan = self._make_plan(self.epoch)
-        skip, self._resume_offset = self._resume_offset, 0
-        self._consumed = skip
-        index = 0
-        for step in plan.steps:
+        epoch, skip = divmod(self.position, len(self))
+        order = epoch_order(len(self.examples), epoch, self.seed, self.shuffle)
+        plan = self._make_plan(order)
+        targets = [ex.num_targets for ex in self.examples]
+        gbs = self.global_batch_size
+        for s, step in enumerate(plan.steps):
+            if skip >= len(step):  # a whole step already trained on: skip it without collating
+                skip -= len(step)
+                continue
+            global_targets = sum(targets[i] for i in order[s * gbs : (s + 1) * gbs])
             step_examples = [[self.examples[i] for i in micro] for micro in step]
             step_targets = sum(ex.num_targets for micro in step_examples for ex in micro)
-            for micro in step_examples:
-                index += 1
-                if index <= skip:
-                    continue
-                self._consumed = index
-                yield collate(micro, self.mode, self.pad_token_id, step_target_tokens=step_targets)
-        self.epoch += 1
-        self._consumed = 0
+            for micro in step_examples[skip:]:
+                # Counted when handed out: Lightning fetches a loader with a length one batch per
+                # training step (no prefetch), so at a checkpoint the count is what was trained on.
+                self.position += 1
+                batch = collate(
+                    micro,
+                    self.mode,
+                    self.pad_token_id,
+                    step_target_tokens=step_targets,
+                    global_step_target_tokens=global_targets,
+                )
+                if self.mode == "packed":  # found on the host: the module projects only these through lm_head
+                    batch["target_positions"] = target_positions(batch)  # type: ignore[typeddict-unknown-key]
+                yield batch
+            skip = 0
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "consumed": self._consumed}
+        epoch, consumed = divmod(self.position, len(self))
+        return {
+            "epoch": epoch,
+            "consumed": consumed,
+            "accumulation": self.accumulation,
+            "global_batch_size": self.global_batch_size,
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch = int(state["epoch"])
-        self._resume_offset = int(state["consumed"])
+        epoch, consumed = int(state["epoch"]), int(state["consumed"])
+        saved_gbs = int(state.get("global_batch_size", self.global_batch_size))
+        if saved_gbs != self.global_batch_size:
+            raise DataError(
+                f"the checkpoint was trained with data.global_batch_size={saved_gbs}, this run has "
+                f"{self.global_batch_size}; resume with the same global batch size"
+            )
+        saved_accum = int(state.get("accumulation", self.accumulation))
+        if saved_accum != self.accumulation:
+            # Another world size or micro batch: positions convert through whole optimizer steps.
+            steps, rest = divmod(consumed, saved_accum)
+            if rest:
+                raise DataError(
+                    f"the checkpoint stopped {rest} micro-batches into an optimizer step of {saved_accum}; it "
+                    "can only resume with the same world size and data.micro_batch_size"
+                )
+            consumed = steps * self.accumulation
+        self.position = epoch * len(self) + consumed
 
 
 def _identity(batch: list[Batch]) -> Batch:
@@ -287,15 +331,18 @@ class SFTDataModule(pl.LightningDataModule):
         return DataLoader(micro, batch_size=1, collate_fn=lambda b: collate(b[0], self.batch_mode, pad))
 
     def state_dict(self) -> dict[str, Any]:
+        # Lightning saves a datamodule's state in every checkpoint and restores it before the fit loop
+        # starts; it does not save a plain DataLoader's or an IterableDataset's own state (only loaders
+        # with `state_dict`, e.g. torchdata's StatefulDataLoader). So the position travels from here.
         if self._train is None:
             return {"train_position": None}
         position = self._train.state_dict()
         trainer = self.trainer
         if trainer is not None and trainer.training:
-            # The loader prefetches one micro-batch ahead; the loop's count of processed micro-batches is
-            # the true position when a checkpoint is written from on_train_batch_end.
+            # The loop's own count of micro-batches trained on this epoch is the ground truth; it equals
+            # the dataset's count unless a fetcher prefetched ahead.
             progress = trainer.fit_loop.epoch_loop.batch_progress.current
-            position = {"epoch": trainer.current_epoch, "consumed": progress.processed}
+            position = {**position, "epoch": trainer.current_epoch, "consumed": progress.processed}
         return {"train_position": position}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

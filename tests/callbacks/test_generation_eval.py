@@ -25,6 +25,7 @@ def fit(tiny_model: str, tmp_path, callback: GenerationEval, max_steps: int = 4)
     trainer = pl.Trainer(
         max_steps=max_steps, accelerator="cpu", logger=logger, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[callback], default_root_dir=tmp_path,
+        log_every_n_steps=1,
     )
     trainer.fit(SFTModule(model_name=tiny_model, learning_rate=1e-3), datamodule=data)
     return trainer
