@@ -41,9 +41,15 @@ def main() -> None:
     # min_tokens is not a SamplingConfig field: both backends stop on EOS, so count what they generate.
     sampling = SamplingConfig(n=1, temperature=0.0, max_tokens=args.max_tokens)
 
-    result: dict[str, object] = {"benchmark": "eval_throughput", "model": args.model, "prompts": len(prompts),
-                                 "max_tokens": args.max_tokens, "machine": platform.machine(),
-                                 "cuda": torch.cuda.is_available(), "threads": torch.get_num_threads()}
+    result: dict[str, object] = {
+        "benchmark": "eval_throughput",
+        "model": args.model,
+        "prompts": len(prompts),
+        "max_tokens": args.max_tokens,
+        "machine": platform.machine(),
+        "cuda": torch.cuda.is_available(),
+        "threads": torch.get_num_threads(),
+    }
 
     vllm = VLLMBackend(gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=2048)
     t0 = time.perf_counter()

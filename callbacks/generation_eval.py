@@ -319,9 +319,7 @@ class GenerationEval(pl.Callback):
                 f"[{r['id']}] correct={r['correct']} extracted={r['extracted']!r}\n{r['response']}"
                 for r in result.records[: self.num_text_samples]
             ]
-            log_texts(
-                trainer, f"eval/{result.task}/samples", samples, step, {"task": result.task}
-            )
+            log_texts(trainer, f"eval/{result.task}/samples", samples, step, {"task": result.task})
             lengths = [float(r["num_tokens"]) for r in result.records if r.get("num_tokens") is not None]
             context = {"stage": "eval", "task": result.task}
             log_distribution(trainer, f"eval/{result.task}/response_tokens", lengths, step, context)
@@ -329,9 +327,7 @@ class GenerationEval(pl.Callback):
             examples = getattr(next((t for t in self.tasks if t.name == result.task), None), "examples", None)
             if examples is not None:
                 cases = examples(result.records, self.num_text_samples)
-                log_texts(
-                    trainer, f"eval/{result.task}/examples", cases, step, {"task": result.task}
-                )
+                log_texts(trainer, f"eval/{result.task}/examples", cases, step, {"task": result.task})
 
     # -- resume ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -21,7 +21,10 @@ RESPONSES = [
 
 
 def examples(n: int = 4) -> list[Example]:
-    return [Example(prompt=user_prompt(f"Question {i}?"), response=RESPONSES[i % 4], source=f"mem:{i}") for i in range(n)]
+    return [
+        Example(prompt=user_prompt(f"Question {i}?"), response=RESPONSES[i % 4], source=f"mem:{i}")
+        for i in range(n)
+    ]
 
 
 class ListRegime:
@@ -47,7 +50,10 @@ def test_packed_and_padded_give_the_same_loss(tiny_model: str, tokenizer, attn: 
         loss_padded = module.summed_loss(padded) / padded["num_target_tokens"]
         loss_packed = module.summed_loss(packed) / packed["num_target_tokens"]
         # The same examples one by one: what each sequence's loss must be without any neighbour.
-        alone = sum(module.summed_loss(collate([t], "padded", 0)) for t in tokenized) / padded["num_target_tokens"]
+        alone = (
+            sum(module.summed_loss(collate([t], "padded", 0)) for t in tokenized)
+            / padded["num_target_tokens"]
+        )
     # fp32 on CPU: attention over different (but equivalent) masks differs only by rounding.
     assert abs(loss_packed.item() - loss_padded.item()) < 1e-4
     assert abs(loss_packed.item() - alone.item()) < 1e-4
@@ -59,7 +65,9 @@ class GradRecorder(pl.Callback):
         self.losses: list[float] = []
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        self.grads.append({n: p.grad.detach().clone() for n, p in pl_module.named_parameters() if p.grad is not None})
+        self.grads.append(
+            {n: p.grad.detach().clone() for n, p in pl_module.named_parameters() if p.grad is not None}
+        )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if "train/loss" in trainer.callback_metrics:
@@ -70,12 +78,24 @@ def one_step(tiny_model: str, micro: int, mode: str, reduction: str = "step_toke
     pl.seed_everything(0)
     recorder = GradRecorder()
     data = SFTDataModule(
-        regime=ListRegime(examples()), tokenizer=tiny_model, batch_mode=mode, micro_batch_size=micro,
-        global_batch_size=4, max_length=512, shuffle=False,
+        regime=ListRegime(examples()),
+        tokenizer=tiny_model,
+        batch_mode=mode,
+        micro_batch_size=micro,
+        global_batch_size=4,
+        max_length=512,
+        shuffle=False,
     )
     trainer = pl.Trainer(
-        max_steps=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder], num_sanity_val_steps=0,
+        max_steps=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+        num_sanity_val_steps=0,
     )
     trainer.fit(SFTModule(model_name=tiny_model, loss_reduction=reduction), datamodule=data)
     assert trainer.accumulate_grad_batches == 4 // micro
@@ -102,10 +122,12 @@ def test_paper_reduction_differs_from_the_token_mean(tiny_model: str) -> None:
 
 
 def test_warmup_then_cosine() -> None:
-    lrs = [warmup_cosine(s, total_steps=10, warmup_steps=2, min_ratio=0.0, schedule="cosine") for s in range(10)]
+    lrs = [
+        warmup_cosine(s, total_steps=10, warmup_steps=2, min_ratio=0.0, schedule="cosine") for s in range(10)
+    ]
     assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0)
     assert lrs[2] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False))
     assert warmup_cosine(5, total_steps=10, warmup_steps=2, min_ratio=0.0, schedule="constant") == 1.0
 
 

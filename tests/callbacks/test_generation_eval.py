@@ -18,13 +18,22 @@ from sftlab.module import SFTModule
 
 def fit(tiny_model: str, tmp_path, callback: GenerationEval, max_steps: int = 4) -> pl.Trainer:
     data = SFTDataModule(
-        CountdownRegime(train_size=32, num_numbers=(3,), max_attempts=1), tokenizer=tiny_model,
-        micro_batch_size=2, global_batch_size=4, max_length=512,
+        CountdownRegime(train_size=32, num_numbers=(3,), max_attempts=1),
+        tokenizer=tiny_model,
+        micro_batch_size=2,
+        global_batch_size=4,
+        max_length=512,
     )
     logger = CSVLogger(tmp_path, name="", version="")
     trainer = pl.Trainer(
-        max_steps=max_steps, accelerator="cpu", logger=logger, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[callback], default_root_dir=tmp_path,
+        max_steps=max_steps,
+        accelerator="cpu",
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+        default_root_dir=tmp_path,
         log_every_n_steps=1,
     )
     trainer.fit(SFTModule(model_name=tiny_model, learning_rate=1e-3), datamodule=data)

@@ -19,7 +19,9 @@ def test_accumulation_is_derived_and_must_divide() -> None:
 
 def test_plan_gives_every_rank_disjoint_equal_shares() -> None:
     order = epoch_order(20, epoch=0, seed=0, shuffle=True)
-    plans = [plan_epoch(order, global_batch_size=8, micro_batch_size=2, world_size=2, rank=r) for r in range(2)]
+    plans = [
+        plan_epoch(order, global_batch_size=8, micro_batch_size=2, world_size=2, rank=r) for r in range(2)
+    ]
     assert [len(p.steps) for p in plans] == [2, 2] and plans[0].dropped_examples == 4
     seen = [i for p in plans for step in p.steps for micro in step for i in micro]
     assert len(seen) == len(set(seen)) == 16
@@ -52,12 +54,18 @@ class ListRegime:
 def test_overlength_examples_are_dropped_and_counted_or_rejected(tiny_model: str) -> None:
     items = [Example(prompt=user_prompt("q"), response="short", source="x:1")] * 6
     items += [Example(prompt=user_prompt("q"), response="long " * 300, source="x:7")]
-    dm = SFTDataModule(ListRegime(items), tokenizer=tiny_model, max_length=128, micro_batch_size=2, global_batch_size=2)
+    dm = SFTDataModule(
+        ListRegime(items), tokenizer=tiny_model, max_length=128, micro_batch_size=2, global_batch_size=2
+    )
     kept = dm.tokenize("train")
     assert len(kept) == 6 and dm.stats["train_dropped_overlength"] == 1
     strict = SFTDataModule(
-        ListRegime(items), tokenizer=tiny_model, max_length=128, on_overlength="error",
-        micro_batch_size=2, global_batch_size=2,
+        ListRegime(items),
+        tokenizer=tiny_model,
+        max_length=128,
+        on_overlength="error",
+        micro_batch_size=2,
+        global_batch_size=2,
     )
     with pytest.raises(DataError, match=r"1 train examples exceed max_length=128: x:7 \("):
         strict.tokenize("train")
@@ -67,8 +75,15 @@ def test_micro_batches_carry_their_step_token_count(tiny_model: str, tokenizer) 
     items = [Example(prompt=user_prompt(f"q{i}"), response="word " * (i + 1)) for i in range(8)]
     tokenized = [tokenize_example(e, tokenizer) for e in items]
     ds = StepPlannedDataset(
-        tokenized, mode="packed", pad_token_id=0, global_batch_size=4, micro_batch_size=2,
-        world_size=1, rank=0, shuffle=False, seed=0,
+        tokenized,
+        mode="packed",
+        pad_token_id=0,
+        global_batch_size=4,
+        micro_batch_size=2,
+        world_size=1,
+        rank=0,
+        shuffle=False,
+        seed=0,
     )
     batches = list(ds)
     assert len(batches) == len(ds) == 4

@@ -43,7 +43,11 @@ class BrokenTemplateTokenizer:
         self.name_or_path = "broken"
 
     def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=True):
-        ids = list(self.inner.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)["input_ids"])
+        ids = list(
+            self.inner.apply_chat_template(
+                messages, add_generation_prompt=add_generation_prompt, tokenize=True
+            )["input_ids"]
+        )
         return [999, *ids] if add_generation_prompt else ids
 
 
@@ -73,5 +77,7 @@ def test_a_chat_without_assistant_turn_names_the_row() -> None:
 
 def test_user_prompt_appends_the_paper_instruction() -> None:
     (turn,) = user_prompt("Solve x.")
-    assert turn["content"] == "Solve x.\nPlease reason step by step, and put your final answer within \\boxed{}."
+    assert (
+        turn["content"] == "Solve x.\nPlease reason step by step, and put your final answer within \\boxed{}."
+    )
     assert user_prompt("Solve x.", instruction="")[0]["content"] == "Solve x."
