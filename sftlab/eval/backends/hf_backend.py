@@ -1,7 +1,7 @@
 """HFBackend: generation with transformers' `generate`, the fallback when vLLM is not available.
 
-About 10x slower than vLLM on CPU (benchmarks/eval_throughput.py), but needs nothing beyond
-transformers. Sampling runs under `torch.random.fork_rng` so evaluation never moves the trainer's RNG.
+Slower than vLLM (on the 2-core test CPU, 32 Countdown prompts x 128 greedy tokens: 53 vs 79 tokens/s,
+benchmarks/eval_throughput.py), but needs nothing beyond transformers. Sampling runs under `torch.random.fork_rng` so evaluation never moves the trainer's RNG.
 """
 
 from __future__ import annotations
