@@ -5,6 +5,11 @@ time of one weight export + in-place reload. Prints one JSON line last.
 
 Both backends run greedy on the same Countdown prompts (the quickstart's eval), one after the other on the
 same machine; the ratio is what counts, absolute seconds are context.
+
+`ceiling_tokens_per_s` puts both in proportion: decoding a token costs at least 2 x parameters FLOPs, and
+`matmul_gflops` is what this machine sustains on the model's own layer shapes (fp32, all threads), so no
+backend can generate faster than their quotient. Where HF already reaches a large share of it, no
+backend can be many times faster than HF on that machine.
 """
 
 from __future__ import annotations
@@ -78,7 +83,24 @@ def main() -> None:
     tokens = sum(g[0].num_tokens for g in out)
     result.update(hf_tokens=tokens, hf_s=round(seconds, 2), hf_tokens_per_s=round(tokens / seconds, 1))
     result["vllm_over_hf"] = round(result["vllm_tokens_per_s"] / result["hf_tokens_per_s"], 2)
+    gflops = matmul_gflops(model.config.hidden_size, model.config.intermediate_size, batch=len(prompts))
+    result["matmul_gflops"] = round(gflops, 1)
+    result["ceiling_tokens_per_s"] = round(gflops * 1e9 / (2 * sum(p.numel() for p in model.parameters())), 1)
     print(json.dumps(result))
+
+
+def matmul_gflops(hidden: int, intermediate: int, batch: int, seconds: float = 3.0) -> float:
+    """Sustained fp32 GFLOP/s of a decode-shaped matmul ([batch, hidden] x [hidden, intermediate])."""
+    import torch
+
+    a, b = torch.randn(batch, hidden), torch.randn(hidden, intermediate)
+    for _ in range(20):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * batch * hidden * intermediate * count / (time.perf_counter() - start) / 1e9
 
 
 if __name__ == "__main__":

@@ -140,6 +140,20 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> Any:
             # The model's tokenizer is the data's tokenizer: stated once, linked.
             parser.link_arguments("model.model_name", "data.tokenizer")
 
+        def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+            # sftlab's bar (eval headline; plain lines in logs) unless the config brings its own or none.
+            from lightning.pytorch.callbacks import ProgressBar
+
+            from sftlab.callbacks.progress import SFTLabProgressBar
+
+            given = config.get("callbacks") or []
+            configured = [*(given if isinstance(given, list) else [given]), *callbacks]
+            if config.get("enable_progress_bar") is not False and not any(
+                isinstance(c, ProgressBar) for c in configured
+            ):
+                callbacks = [*callbacks, SFTLabProgressBar()]
+            return super()._instantiate_trainer(config, callbacks)
+
         @staticmethod
         def subcommands() -> dict[str, set[str]]:
             return {

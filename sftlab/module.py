@@ -184,9 +184,10 @@ class SFTModule(pl.LightningModule):
     def summed_loss(self, batch: Batch) -> torch.Tensor:
         """Sum of token cross-entropies over the micro-batch's targets (labels are pre-shifted).
 
-        Packed micro-batches project only the target positions through `lm_head` (transformers'
-        `logits_to_keep` with indices): prompt tokens and each sequence's last token predict nothing, so
-        their [vocab]-wide logits, softmax and gradients are skipped; same loss, less compute and memory."""
+        Only the positions where some row has a target go through `lm_head` (transformers' `logits_to_keep`
+        with indices): a packed row's targets exactly, a padded batch's span after its shortest prompt.
+        Prompt tokens and each sequence's last token predict nothing, so their [vocab]-wide logits, softmax
+        and gradients are skipped; same loss, less compute and memory."""
         if self._fused_loss is not None:
             return self._summed_loss_fused(batch)
         # SFTDataModule finds the positions on the host; other loaders pay a device sync here.
@@ -197,7 +198,7 @@ class SFTModule(pl.LightningModule):
         if positions is not None:
             positions = positions.to(labels.device, non_blocking=True)
             logits = self.model(**self._model_inputs(batch), logits_to_keep=positions).logits
-            labels = labels[0].index_select(0, positions)
+            labels = labels.index_select(1, positions)
         else:
             logits = self(batch)
         return F.cross_entropy(
@@ -215,11 +216,12 @@ class SFTModule(pl.LightningModule):
                 "model.fused_linear_cross_entropy does not work with DeepSpeed ZeRO-3 (lm_head.weight is "
                 "partitioned outside its module's forward); use FSDP or ZeRO-2, or turn it off"
             )
-        hidden, labels = hidden.flatten(0, 1), batch["labels"].flatten()
+        labels = batch["labels"]
         positions = batch.get("target_positions")
-        if positions is not None:  # packed: only the target positions go through the kernel
+        if positions is not None:  # only the positions holding targets go through the kernel
             positions = positions.to(labels.device, non_blocking=True)
-            hidden, labels = hidden.index_select(0, positions), labels.index_select(0, positions)
+            hidden, labels = hidden.index_select(1, positions), labels.index_select(1, positions)
+        hidden, labels = hidden.flatten(0, 1), labels.flatten()
         return self._fused_loss(head.weight, hidden, labels, getattr(head, "bias", None))
 
     # -- training --------------------------------------------------------------------------------------
@@ -246,8 +248,9 @@ class SFTModule(pl.LightningModule):
         if self.flops is not None:
             flops = self.flops.flops(batch.get("sequence_lengths") or [batch["num_real_tokens"]])
             positions = batch.get("target_positions")
-            if positions is not None:  # lm_head ran on the targets only
-                flops -= self.flops.head_flops_per_token() * (batch["input_ids"].numel() - positions.numel())
+            if positions is not None:  # lm_head ran on the target columns only (right padding: skipped = real)
+                skipped = batch["input_ids"].numel() - batch["input_ids"].shape[0] * positions.numel()
+                flops -= self.flops.head_flops_per_token() * skipped
             self._step_counts[2] += flops
         # Lightning divides the returned loss by `accum`, DDP averages gradients over ranks: undo both so
         # the gradient is d(sum of token losses of the step) / (target tokens of the step).

@@ -73,6 +73,21 @@ def test_every_shipped_config_parses(config: Path, tmp_path) -> None:
         assert cli.trainer.precision == "bf16-mixed"
 
 
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([], "SFTLabProgressBar"),
+        (["--trainer.enable_progress_bar=false"], None),
+        (["--trainer.callbacks+=lightning.pytorch.callbacks.RichProgressBar"], "RichProgressBar"),
+    ],
+)
+def test_sftlab_progress_bar_is_the_default(extra: list[str], expected: str | None) -> None:
+    config = str(repo_root() / "configs/quickstart.yaml")
+    cli = build_cli(["--config", config, "--trainer.logger=false", *extra], run=False)
+    bar = cli.trainer.progress_bar_callback
+    assert (type(bar).__name__ if bar is not None else None) == expected
+
+
 def test_a_config_typo_is_reported(capsys) -> None:
     with pytest.raises(SystemExit):
         build_cli(

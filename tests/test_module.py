@@ -6,7 +6,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from sftlab.data.batching import collate
+from sftlab.data.batching import collate, target_positions
 from sftlab.data.datamodule import SFTDataModule
 from sftlab.data.example import Example, user_prompt
 from sftlab.data.formatting import tokenize_example
@@ -57,6 +57,22 @@ def test_packed_and_padded_give_the_same_loss(tiny_model: str, tokenizer, attn: 
     # fp32 on CPU: attention over different (but equivalent) masks differs only by rounding.
     assert abs(loss_packed.item() - loss_padded.item()) < 1e-4
     assert abs(loss_packed.item() - alone.item()) < 1e-4
+
+
+@pytest.mark.parametrize("mode", ["padded", "packed"])
+def test_loss_over_target_columns_equals_the_full_logits_loss(tiny_model: str, tokenizer, mode: str) -> None:
+    module = SFTModule(model_name=tiny_model)
+    module.configure_model()
+    module.eval()
+    batch = collate([tokenize_example(ex, tokenizer) for ex in examples()], mode, tokenizer.pad_token_id)
+    columns = target_positions(batch)
+    assert columns is not None and 0 < columns.numel() < batch["labels"].shape[1]  # something is skipped
+    with torch.no_grad():
+        full = torch.nn.functional.cross_entropy(
+            module(batch).float().flatten(0, 1), batch["labels"].flatten(), ignore_index=-100, reduction="sum"
+        )
+        skipped = module.summed_loss(batch)
+    assert abs(skipped.item() - full.item()) < 1e-3 * full.item()
 
 
 class GradRecorder(pl.Callback):

@@ -84,9 +84,11 @@ def collate(
 
 
 def target_positions(batch: Batch) -> torch.Tensor | None:
-    """Indices of the target tokens of a packed (one-row) micro-batch; None for padded batches, whose
-    rows would need different positions."""
+    """Indices of the sequence positions (columns) where any row of the micro-batch has a target: a packed
+    row's target tokens exactly; for a padded batch, the span after the shortest prompt. None when every
+    position holds a target of some row (nothing to skip)."""
     labels = batch["labels"]
-    if batch.get("attention_mask") is not None or labels.dim() != 2 or labels.shape[0] != 1:
+    if labels.dim() != 2:
         return None
-    return (labels[0] != IGNORE_INDEX).nonzero().flatten()
+    columns = (labels != IGNORE_INDEX).any(dim=0).nonzero().flatten()
+    return None if columns.numel() == labels.shape[1] else columns

@@ -9,6 +9,7 @@ seed and generator settings (the quickstart links them).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from sftlab.data.countdown import (
     CountdownProblem,
@@ -17,6 +18,7 @@ from sftlab.data.countdown import (
     prompt_text,
     write_chain_of_thought,
 )
+from sftlab.data.countdown_backward import write_backward_chain_of_thought
 from sftlab.data.example import PAPER_INSTRUCTION, DataError, Example, user_prompt
 from sftlab.data.regime import Split
 from sftlab.data.sources import read_rows
@@ -59,7 +61,11 @@ class CountdownRegime:
         num_numbers: how many numbers per problem (3-4 as in Countdown-Tasks-3to4).
         max_number: numbers are drawn from 1..max_number.
         max_target: targets are at most this.
-        max_attempts: dead ends shown in each trace before the solution (trace length knob).
+        max_attempts: dead ends shown in each `search` trace before the solution (trace length knob).
+        trace: "search" = random attempts, dead ends, backtracking, then the solution and a check;
+            "backward" = systematic backward chaining from the target (every step local, so a small model
+            can learn it from few examples; see `sftlab.data.countdown_backward`). 3-number problems keep
+            backward traces short (~180 SmolLM2 tokens); 4-number ones run to ~1k tokens.
         source: optional JSONL/Parquet file or hub id of rows with numbers/target fields.
         instruction: text appended to the question (the paper's by default; "" for none).
     """
@@ -75,9 +81,12 @@ class CountdownRegime:
         max_number: int = 12,
         max_target: int = 100,
         max_attempts: int = 3,
+        trace: Literal["search", "backward"] = "search",
         source: str | None = None,
         instruction: str = PAPER_INSTRUCTION,
     ) -> None:
+        if trace not in ("search", "backward"):
+            raise ValueError(f'trace must be "search" or "backward", got trace={trace!r}')
         self.train_size = train_size
         self.validation_size = validation_size
         self.seed = seed
@@ -87,6 +96,7 @@ class CountdownRegime:
             "max_target": max_target,
         }
         self.max_attempts = max_attempts
+        self.trace = trace
         self.source = source
         self.instruction = instruction
 
@@ -111,9 +121,14 @@ class CountdownRegime:
             examples.append(
                 Example(
                     prompt=user_prompt(prompt_text(problem), self.instruction),
-                    response=write_chain_of_thought(problem, seed=self.seed, max_attempts=self.max_attempts),
+                    response=self.chain_of_thought(problem),
                     source=label,
                     reference=problem.to_reference(),
                 )
             )
         return examples
+
+    def chain_of_thought(self, problem: CountdownProblem) -> str:
+        if self.trace == "backward":
+            return write_backward_chain_of_thought(problem)
+        return write_chain_of_thought(problem, seed=self.seed, max_attempts=self.max_attempts)

@@ -12,12 +12,16 @@ from typing import Any
 
 from sftlab.eval.tasks.aime24 import Aime24Task
 from sftlab.eval.tasks.aime25 import Aime25Task
+from sftlab.eval.tasks.alpacaeval import AlpacaEvalTask
 from sftlab.eval.tasks.countdown import CountdownTask
 from sftlab.eval.tasks.gpqa_diamond import GpqaDiamondTask
 from sftlab.eval.tasks.gsm8k import Gsm8kTask
+from sftlab.eval.tasks.halueval import HaluEvalTask
+from sftlab.eval.tasks.ifeval import IFEvalTask
 from sftlab.eval.tasks.livecodebench_v2 import LiveCodeBenchV2Task
 from sftlab.eval.tasks.math500 import Math500Task
 from sftlab.eval.tasks.mmlu_pro import MmluProTask
+from sftlab.eval.tasks.truthfulqa import TruthfulQATask
 
 BENCHMARKS: dict[str, type] = {
     "math500": Math500Task,
@@ -28,6 +32,10 @@ BENCHMARKS: dict[str, type] = {
     "mmlu_pro": MmluProTask,
     "livecodebench_v2": LiveCodeBenchV2Task,
     "countdown": CountdownTask,
+    "halueval": HaluEvalTask,
+    "truthfulqa": TruthfulQATask,  # needs judge=
+    "alpacaeval": AlpacaEvalTask,  # needs reward_model=
+    "ifeval": IFEvalTask,
 }
 
 

@@ -90,12 +90,23 @@ def test_a_verdict_is_either_decided_or_an_error() -> None:
 _ANSWER = re.compile(r'Model Response: "(.*?)"\n', re.S)
 
 
+def rubric_answer(content: str) -> str:
+    return _ANSWER.search(content).group(1)
+
+
 class ChatServer:
     """An OpenAI-compatible `/v1/chat/completions` server whose reply depends on the judged answer:
-    `reply(answer, attempt)` returns (status, body text or None for a chat reply, content)."""
+    `reply(answer, attempt)` returns (status, body text or None for a chat reply, content). `key` reads
+    the judged answer from the prompt (default: the rubric template's `Model Response: "..."`)."""
 
-    def __init__(self, reply: Callable[[str, int], tuple[int, str]], delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        reply: Callable[[str, int], tuple[int, str]],
+        delay_s: float = 0.0,
+        key: Callable[[str], str] = rubric_answer,
+    ) -> None:
         self.reply = reply
+        self.key = key
         self.delay_s = delay_s
         self.requests: list[dict] = []
         self.headers: list[dict] = []
@@ -108,7 +119,7 @@ class ChatServer:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 content = body["messages"][0]["content"]
-                answer = _ANSWER.search(content).group(1)
+                answer = server.key(content)
                 with server.lock:
                     server.requests.append(body)
                     server.headers.append(dict(self.headers))

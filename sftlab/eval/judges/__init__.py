@@ -2,6 +2,9 @@
 
 Configs pick a judge by `class_path` (e.g. `sftlab.eval.judges.rubric.RubricJudge`); `get_judge(name)`
 serves code that picks by name. Judges know nothing about tasks, categories or metrics.
+
+Graders (`grader.py`) are judge models for tasks that own their rubric (TruthfulQA): prompts in, raw
+replies out; `ChatGrader` over HTTP, `BackendGrader` through a generation backend.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import difflib
 from typing import Any
 
 from sftlab.eval.judges.base import Judge, JudgeVerdict, judge_all
+from sftlab.eval.judges.grader import BackendGrader, ChatGrader, Grader, GraderReply
 from sftlab.eval.judges.guard import GuardJudge
 from sftlab.eval.judges.refusal import RefusalJudge
 from sftlab.eval.judges.rubric import RubricJudge
@@ -32,6 +36,10 @@ def get_judge(name: str, **kwargs: Any) -> Judge:
 
 __all__ = [
     "JUDGES",
+    "BackendGrader",
+    "ChatGrader",
+    "Grader",
+    "GraderReply",
     "GuardJudge",
     "Judge",
     "JudgeVerdict",

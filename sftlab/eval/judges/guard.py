@@ -4,7 +4,8 @@ The conversation is rendered with the guard model's own chat template, which wra
 moderation prompt (Llama Guard 3's template does; the model card calls `apply_chat_template(chat)` with
 no generation prompt, our default). The reply's first non-empty line is `safe` or `unsafe`, the next the
 violated categories (`S1,S10`). Anything else is a judge error. Generation goes through any
-`GenerationBackend` (vLLM by default), greedily; the engine is started on first use and kept.
+`GenerationBackend` (vLLM by default), greedily, via `LocalChatModel`; the engine is started on first use
+and kept.
 In-training, this is a second engine next to the policy's: budget its memory (`gpu_memory_utilization`).
 Knows nothing about tasks or metrics.
 """
@@ -12,10 +13,10 @@ Knows nothing about tasks or metrics.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sftlab.eval.backends.base import GenerationBackend
 from sftlab.eval.judges.base import JudgeVerdict
+from sftlab.eval.judges.local_model import LocalChatModel
 from sftlab.eval.types import SamplingConfig
 
 
@@ -67,22 +68,19 @@ class GuardJudge:
         self.tokenizer_path = tokenizer or model
         self.sampling = SamplingConfig(n=1, temperature=0.0, top_p=1.0, max_tokens=max_tokens)
         self.add_generation_prompt = add_generation_prompt
-        self._tokenizer: Any = None
-        self._started = False
+        self.chat = LocalChatModel(model, backend, self.tokenizer_path, self.sampling)
 
     def judge(self, prompt: str, answer: str) -> JudgeVerdict:
         return self.judge_many([(prompt, answer)])[0]
 
     def judge_many(self, pairs: Sequence[tuple[str, str]]) -> list[JudgeVerdict]:
         """One batched generate call for all pairs, verdicts in order."""
-        if not pairs:
-            return []
-        self._start()
-        prompts = [self._render(prompt, answer) for prompt, answer in pairs]
-        outputs = self.backend.generate(prompts, self.sampling)
+        conversations = [
+            [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+            for prompt, answer in pairs
+        ]
         verdicts = []
-        for samples in outputs:
-            generation = samples[0]
+        for generation in self.chat.generate(conversations, self.add_generation_prompt):
             if generation.finish_reason == "error":
                 verdicts.append(
                     JudgeVerdict(
@@ -94,20 +92,4 @@ class GuardJudge:
         return verdicts
 
     def close(self) -> None:
-        self.backend.close()
-        self._started = False
-
-    def _start(self) -> None:
-        if not self._started:
-            from transformers import AutoTokenizer
-
-            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path)
-            self.backend.start(self.model)
-            self._started = True
-
-    def _render(self, prompt: str, answer: str) -> list[int]:
-        conversation = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
-        ids = self._tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=self.add_generation_prompt, tokenize=True
-        )
-        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        self.chat.close()
