@@ -2,7 +2,9 @@
 
 `SFTLabProgressBar` is Lightning's `TQDMProgressBar` plus the newest `eval/<group>/<headline>` values
 (ID/OOD accuracy, general score, safety ASR) read from `trainer.callback_metrics`, where GenerationEval
-puts them; it knows nothing of GenerationEval itself. `EvalProgress` is the `progress(done, total)` hook
+puts them, with the step they were measured at (`eval/step`: with asynchronous evals it lags the training
+step); it knows nothing of GenerationEval itself. An asynchronous eval's `EvalProgress` runs on the eval
+thread, next to the training bar. `EvalProgress` is the `progress(done, total)` hook
 that `sftlab.eval.evaluate.evaluate` calls as it scores prompts.
 
 On a terminal both draw tqdm bars. When stdout is not a TTY (CI logs, `nohup`, a file) bars would print
@@ -19,6 +21,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
+
+from sftlab.metric_names import EVAL_STEP  # the step the latest eval metrics belong to
 
 # Headline of each eval group, in display order (same choice as sftlab.eval.evaluate.GROUP_HEADLINE).
 HEADLINES = ("eval/id/accuracy", "eval/ood/accuracy", "eval/general/score", "eval/safety/asr")
@@ -75,7 +79,10 @@ class SFTLabProgressBar(TQDMProgressBar):
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float]:
         items = super().get_metrics(trainer, pl_module)
-        items.update({k: f"{v:.3f}" for k, v in eval_headlines(trainer.callback_metrics).items()})
+        headline = eval_headlines(trainer.callback_metrics)
+        items.update({k: f"{v:.3f}" for k, v in headline.items()})
+        if headline and EVAL_STEP in trainer.callback_metrics:
+            items["eval_step"] = int(trainer.callback_metrics[EVAL_STEP])
         return items
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
@@ -96,7 +103,8 @@ class SFTLabProgressBar(TQDMProgressBar):
             parts.append(f"train/loss={float(metrics['train/loss']):.4f}")
         headline = eval_headlines(metrics)
         if headline:
-            parts.append("latest eval: " + _format(headline))
+            at = f" (step {int(metrics[EVAL_STEP])})" if EVAL_STEP in metrics else ""
+            parts.append(f"latest eval{at}: " + _format(headline))
         line = " | ".join(parts)
         self.lines.append(line)
         print(line, flush=True)

@@ -15,6 +15,15 @@ callback order: after GenerationEval in the callbacks list (recommended: the lab
 hook as the eval) or before it (the eval is picked up at the next hook, before any optimizer step, so the
 step is still right; an eval written just before a checkpoint is saved is picked up in
 `on_save_checkpoint` and goes into that checkpoint).
+
+The step of an eval is `eval/step` in `trainer.callback_metrics` when the evaluator wrote it with the eval
+(GenerationEval does), else `trainer.global_step`. With `GenerationEval(asynchronous=True)` an eval's
+metrics arrive some optimizer steps after the step it scored (its `eval/lag_steps`): the point, label and
+logged metrics still carry the eval's own step, in step order, but they are known only then, so
+`early_stop_on_overfitting` stops training that many steps later, and `save_best_to` cannot save the best
+eval's weights once training has moved past its step (it warns and saves nothing; a final eval arriving
+at the last step is still saved). At fit end such an eval may arrive in `on_fit_end` or `teardown`, which
+this callback also checks.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import lightning.pytorch as pl
 import torch
 
 from sftlab.callbacks.text_log import log_texts
-from sftlab.metric_names import REGIME, metric
+from sftlab.metric_names import EVAL_STEP, REGIME, metric
 from sftlab.training_regime import (
     LENGTH_STAGE_CODES,
     TRAINING_REGIME_CODES,
@@ -46,6 +55,7 @@ LABEL_METRIC = metric(REGIME, "label")
 LENGTH_STAGE_METRIC = metric(REGIME, "length_stage")
 BEST_STEP_METRIC = metric(REGIME, "best_step")
 REASON_TEXT = metric(REGIME, "reason")
+EVAL_STEP_METRIC = EVAL_STEP  # written by the evaluator with each eval: the step whose weights it scored
 
 _TASK_KEY = re.compile(r"^eval/([^/]+)/(response_tokens_mean|num_samples)$")
 
@@ -154,6 +164,10 @@ class TrainingRegimeMonitor(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.check(trainer)  # the final eval when this callback runs before the evaluator's on_train_end
 
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.check(trainer)  # an asynchronous evaluator's final eval, logged in its on_fit_end
+
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
@@ -164,12 +178,13 @@ class TrainingRegimeMonitor(pl.Callback):
     # -- what ------------------------------------------------------------------------------------------
     def check(self, trainer: pl.Trainer) -> bool:
         """Record, classify and log an eval written since the last check; True when there was one."""
-        step = trainer.global_step
         metrics = trainer.callback_metrics
-        watched = self._watched(metrics)
+        watched = self._watched(metrics) | {EVAL_STEP_METRIC}
         fresh = {k: v for k, v in metrics.items() if k in watched and v is not self._seen.get(k)}
         if not fresh:
             return False
+        eval_step = _number(fresh.get(EVAL_STEP_METRIC))
+        step = int(eval_step) if eval_step is not None else trainer.global_step
         if step <= self.last_step:
             # Two evaluators at one step, or a replayed write: the history must strictly increase.
             log.debug("regime monitor: metrics changed at step %d, already recorded; ignored", step)
@@ -277,9 +292,20 @@ class TrainingRegimeMonitor(pl.Callback):
         log_texts(trainer, REASON_TEXT, [text], verdict.step, context)
         log.info("regime monitor: %s", text)
         if self.save_best_to and verdict.step > 0 and verdict.best_step == verdict.step:
-            # All ranks call it (save_checkpoint is collective); the strategy writes on rank 0.
-            trainer.save_checkpoint(self.save_best_to, weights_only=True)
-            self.saved_best_step = verdict.step
+            if verdict.step != trainer.global_step:
+                log.warning(
+                    "regime monitor: the eval of step %d is the best so far, but it arrived at step %d "
+                    "(asynchronous eval) and the model has trained on since; not saved to %s. Use "
+                    "GenerationEval(asynchronous=False) with save_best_to, or keep ModelCheckpoint files of "
+                    "the eval steps.",
+                    verdict.step,
+                    trainer.global_step,
+                    self.save_best_to,
+                )
+            else:
+                # All ranks call it (save_checkpoint is collective); the strategy writes on rank 0.
+                trainer.save_checkpoint(self.save_best_to, weights_only=True)
+                self.saved_best_step = verdict.step
         if self.early_stop_on_overfitting and verdict.recommendation == "stop":
             trainer.should_stop = True
 

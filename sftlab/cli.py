@@ -194,6 +194,7 @@ def _overview() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_overview())
@@ -203,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     if command in tools:
         return tools[command][1](rest)
     if command in LIGHTNING_COMMANDS:
-        build_cli([command, *rest])
+        # From the shell LightningCLI reads sys.argv itself (given both, it warns that args were passed twice).
+        build_cli(None if from_command_line else [command, *rest])
         return 0
     import difflib
 

@@ -10,6 +10,16 @@ EVAL = "eval"
 REGIME = "regime"
 
 
+# Written into `trainer.callback_metrics` (not logged) with each eval's metrics: the optimizer step whose
+# weights they scored. With asynchronous evals it lags `trainer.global_step`.
+EVAL_STEP = "eval/step"
+# Eval bookkeeping, logged next to the scores but not scores themselves.
+EVAL_ERRORS = "eval/errors"
+EVAL_TIME_S = "eval/time_s"
+EVAL_LAG_STEPS = "eval/lag_steps"
+EVAL_SKIPPED = "eval/skipped"
+
+
 def metric(stage: str, *parts: str) -> str:
     """Join a stage and its parts with '/', rejecting empty parts and stray slashes."""
     for part in (stage, *parts):

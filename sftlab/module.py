@@ -248,7 +248,8 @@ class SFTModule(pl.LightningModule):
         if self.flops is not None:
             flops = self.flops.flops(batch.get("sequence_lengths") or [batch["num_real_tokens"]])
             positions = batch.get("target_positions")
-            if positions is not None:  # lm_head ran on the target columns only (right padding: skipped = real)
+            # lm_head ran on the target columns only (right padding: the skipped positions are real tokens)
+            if positions is not None:
                 skipped = batch["input_ids"].numel() - batch["input_ids"].shape[0] * positions.numel()
                 flops -= self.flops.head_flops_per_token() * skipped
             self._step_counts[2] += flops

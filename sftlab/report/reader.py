@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sftlab.metric_names import EVAL_ERRORS, EVAL_LAG_STEPS, EVAL_SKIPPED, EVAL_TIME_S
+
 # Metrics GenerationEval logs about the eval itself, not about the model: no eval *results*.
-EVAL_BOOKKEEPING = ("eval/errors", "eval/time_s")
+EVAL_BOOKKEEPING = (EVAL_ERRORS, EVAL_TIME_S, EVAL_LAG_STEPS, EVAL_SKIPPED)
 
 
 class ReportError(Exception):
