@@ -118,8 +118,8 @@ class StepPlannedDataset(IterableDataset):
                     step_target_tokens=step_targets,
                     global_step_target_tokens=global_targets,
                 )
-                if self.mode == "packed":  # found on the host: the module projects only these through lm_head
-                    batch["target_positions"] = target_positions(batch)  # type: ignore[typeddict-unknown-key]
+                # Found on the host: the module projects only these columns through lm_head.
+                batch["target_positions"] = target_positions(batch)  # type: ignore[typeddict-unknown-key]
                 yield batch
             skip = 0
 
