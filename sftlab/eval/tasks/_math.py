@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sftlab.data.example import PAPER_INSTRUCTION, DataError, user_prompt
+from sftlab.data.example import PAPER_INSTRUCTION, user_prompt
 from sftlab.eval.scorers.math import score_math, score_math_many
 from sftlab.eval.task import EvalItem, TaskGroup
-from sftlab.eval.tasks._source import benchmark_rows
+from sftlab.eval.tasks._source import benchmark_rows, build_items
 from sftlab.eval.types import SamplingConfig, Score
 
 # Paper sampling (arXiv 2604.06628, §3): temperature 0.6, top_p 0.95, up to 32,768 new tokens.
@@ -76,25 +76,14 @@ class MathBenchmark:
     def items(self) -> list[EvalItem]:
         if self._items is None:
             rows = benchmark_rows(self.source, self.HUB_ID, self.SPLIT, config=self.CONFIG, limit=self.limit)
-            items, problems = [], []
-            for i, (label, row) in enumerate(rows):
-                try:
-                    question, gold = str(row[self.QUESTION_FIELD]), self.gold(row)
-                except (KeyError, TypeError, ValueError) as exc:
-                    problems.append(f"{label}: {type(exc).__name__}: {exc}")
-                    continue
-                if not question.strip() or not gold:
-                    problems.append(f"{label}: empty {self.QUESTION_FIELD!r} or {self.ANSWER_FIELD!r}")
-                    continue
-                items.append(
-                    EvalItem(
-                        id=f"{self.name}:{i}", prompt=user_prompt(question, self.instruction), reference=gold
-                    )
-                )
-            if problems:
-                raise DataError(f"{len(problems)} bad {self.name} row(s): " + "; ".join(problems[:10]))
-            self._items = items
+            self._items = build_items(rows, self._item, self.name)
         return self._items
+
+    def _item(self, i: int, row: Mapping[str, Any]) -> EvalItem:
+        question, gold = str(row[self.QUESTION_FIELD]), self.gold(row)
+        if not question.strip() or not gold:
+            raise ValueError(f"empty {self.QUESTION_FIELD!r} or {self.ANSWER_FIELD!r}")
+        return EvalItem(id=f"{self.name}:{i}", prompt=user_prompt(question, self.instruction), reference=gold)
 
     def score(self, response: str, reference: str) -> Score:
         return score_math(response, reference)

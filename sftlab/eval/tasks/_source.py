@@ -7,9 +7,15 @@ need a config name or loader arguments (GSM8K's "main", GPQA's "gpqa_diamond", L
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from sftlab.data.example import DataError
 from sftlab.data.sources import read_rows
+from sftlab.eval.task import EvalItem
+
+# What a row builder raises for a bad row: a missing field, a wrong type, a bad value.
+ROW_ERRORS: tuple[type[Exception], ...] = (KeyError, TypeError, ValueError)
 
 
 def benchmark_rows(
@@ -37,3 +43,31 @@ def benchmark_rows(
             break
         out.append((label, row))
     return out
+
+
+def build_items(
+    rows: Sequence[tuple[str, Any]],
+    make: Callable[[int, Any], EvalItem | None],
+    what: str,
+    *,
+    errors: tuple[type[Exception], ...] = ROW_ERRORS,
+    limit: int | None = None,
+) -> list[EvalItem]:
+    """`make(index, row)` for every (label, row); None skips a row (a subset filter). Rows where `make`
+    raises one of `errors` are collected, and all of them are reported in one DataError naming each row
+    (the first 10), so a bad file is fixed in one pass. `limit` stops after that many items."""
+    items: list[EvalItem] = []
+    problems: list[str] = []
+    for i, (label, row) in enumerate(rows):
+        if limit is not None and len(items) >= limit:
+            break
+        try:
+            item = make(i, row)
+        except errors as exc:
+            problems.append(f"{label}: {type(exc).__name__}: {exc}")
+            continue
+        if item is not None:
+            items.append(item)
+    if problems:
+        raise DataError(f"{len(problems)} bad {what} row(s): " + "; ".join(problems[:10]))
+    return items

@@ -33,7 +33,7 @@ from sftlab.data.example import DataError
 from sftlab.eval.answer_extraction import split_thinking
 from sftlab.eval.scorers.reward_model import RewardModel, win_value
 from sftlab.eval.task import EvalItem, TaskGroup
-from sftlab.eval.tasks._source import benchmark_rows
+from sftlab.eval.tasks._source import benchmark_rows, build_items
 from sftlab.eval.types import SamplingConfig, Score
 
 HUB_ID, DATA_FILE, SPLIT = "tatsu-lab/alpaca_eval", "alpaca_eval.json", "eval"
@@ -114,34 +114,18 @@ class AlpacaEvalTask:
     def items(self) -> list[EvalItem]:
         if self._items is None:
             source = self.source or download(self.repo_id, self.data_file, self.revision)
-            items, problems = [], []
-            for i, (label, row) in enumerate(benchmark_rows(source, self.repo_id, SPLIT, limit=self.limit)):
-                try:
-                    instruction, output = row["instruction"], row["output"]
-                except (KeyError, TypeError) as exc:
-                    problems.append(f"{label}: missing field {exc}")
-                    continue
-                if not isinstance(instruction, str) or not instruction.strip() or not isinstance(output, str):
-                    problems.append(
-                        f"{label}: 'instruction' must be a non-empty string and 'output' a string"
-                    )
-                    continue
-                reference = {
-                    "instruction": instruction,
-                    "output": output,
-                    "generator": str(row.get("generator", "")),
-                }
-                items.append(
-                    EvalItem(
-                        id=f"{self.name}:{i}",
-                        prompt=({"role": "user", "content": instruction},),
-                        reference=reference,
-                    )
-                )
-            if problems:
-                raise DataError(f"{len(problems)} bad AlpacaEval row(s): " + "; ".join(problems[:10]))
-            self._items = items
+            rows = benchmark_rows(source, self.repo_id, SPLIT, limit=self.limit)
+            self._items = build_items(rows, self._item, "AlpacaEval")
         return self._items
+
+    def _item(self, i: int, row: Mapping[str, Any]) -> EvalItem:
+        instruction, output = row["instruction"], row["output"]
+        if not isinstance(instruction, str) or not instruction.strip() or not isinstance(output, str):
+            raise ValueError("'instruction' must be a non-empty string and 'output' a string")
+        reference = {"instruction": instruction, "output": output, "generator": str(row.get("generator", ""))}
+        return EvalItem(
+            id=f"{self.name}:{i}", prompt=({"role": "user", "content": instruction},), reference=reference
+        )
 
     # -- scoring ---------------------------------------------------------------------------------------
     def score(self, response: str, reference: Mapping[str, Any]) -> Score:

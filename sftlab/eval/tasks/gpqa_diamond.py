@@ -14,12 +14,12 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from sftlab.data.example import DataError, user_prompt
+from sftlab.data.example import user_prompt
 from sftlab.eval.scorers.multiple_choice import GPQA_LETTERS, score_multiple_choice
 from sftlab.eval.task import EvalItem, TaskGroup
 from sftlab.eval.tasks._choice import CHOICE_INSTRUCTION, choice_prompt
 from sftlab.eval.tasks._math import PAPER_MAX_TOKENS, PAPER_TEMPERATURE, PAPER_TOP_P
-from sftlab.eval.tasks._source import benchmark_rows
+from sftlab.eval.tasks._source import benchmark_rows, build_items
 from sftlab.eval.types import SamplingConfig, Score
 
 HUB_ID, CONFIG, SPLIT = "Idavidrein/gpqa", "gpqa_diamond", "train"
@@ -83,24 +83,13 @@ class GpqaDiamondTask:
     def items(self) -> list[EvalItem]:
         if self._items is None:
             rows = benchmark_rows(self.source, HUB_ID, SPLIT, config=CONFIG, limit=self.limit)
-            items, problems = [], []
-            for i, (label, row) in enumerate(rows):
-                try:
-                    options, gold = shuffled_options(row)
-                    question = str(row["Question"])
-                except (KeyError, TypeError) as exc:
-                    problems.append(f"{label}: missing field {exc}")
-                    continue
-                text = choice_prompt(question, options, GPQA_LETTERS)
-                items.append(
-                    EvalItem(
-                        id=f"{self.name}:{i}", prompt=user_prompt(text, self.instruction), reference=gold
-                    )
-                )
-            if problems:
-                raise DataError(f"{len(problems)} bad GPQA row(s): " + "; ".join(problems[:10]))
-            self._items = items
+            self._items = build_items(rows, self._item, "GPQA")
         return self._items
+
+    def _item(self, i: int, row: Mapping[str, Any]) -> EvalItem:
+        options, gold = shuffled_options(row)
+        text = choice_prompt(str(row["Question"]), options, GPQA_LETTERS)
+        return EvalItem(id=f"{self.name}:{i}", prompt=user_prompt(text, self.instruction), reference=gold)
 
     def score(self, response: str, reference: str) -> Score:
         return score_multiple_choice(response, reference, valid_letters=GPQA_LETTERS)

@@ -29,11 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sftlab.data.example import DataError
 from sftlab.eval.scorers.yes_no import normalize_label, score_yes_no
 from sftlab.eval.task import EvalItem, TaskGroup
 from sftlab.eval.tasks._math import PAPER_MAX_TOKENS, PAPER_TEMPERATURE
-from sftlab.eval.tasks._source import benchmark_rows
+from sftlab.eval.tasks._source import benchmark_rows, build_items
 from sftlab.eval.types import SamplingConfig, Score
 
 HUB_ID, SPLIT = "pminervini/HaluEval", "data"
@@ -125,25 +124,22 @@ class HaluEvalTask:
 
     def items(self) -> list[EvalItem]:
         if self._items is None:
-            items, problems = [], []
+            rows = []
             for subset in self.subsets:
                 source = self.sources[subset] if self.sources is not None else None
-                rows = benchmark_rows(source, HUB_ID, SPLIT, config=f"{subset}_samples", limit=self.limit)
-                for i, (label, row) in enumerate(rows):
-                    try:
-                        prompt, gold = halueval_prompt(subset, row), normalize_label(row["hallucination"])
-                    except (KeyError, TypeError, ValueError) as exc:
-                        problems.append(f"{label}: {type(exc).__name__}: {exc}")
-                        continue
-                    item_id = f"{self.name}:{subset}:{i}"
-                    self._subset_of[item_id] = subset
-                    items.append(
-                        EvalItem(id=item_id, prompt=({"role": "user", "content": prompt},), reference=gold)
-                    )
-            if problems:
-                raise DataError(f"{len(problems)} bad HaluEval row(s): " + "; ".join(problems[:10]))
-            self._items = items
+                subset_rows = benchmark_rows(
+                    source, HUB_ID, SPLIT, config=f"{subset}_samples", limit=self.limit
+                )
+                rows += [(label, (subset, i, row)) for i, (label, row) in enumerate(subset_rows)]
+            self._items = build_items(rows, self._item, "HaluEval")
         return self._items
+
+    def _item(self, _: int, entry: tuple[str, int, Mapping[str, Any]]) -> EvalItem:
+        subset, i, row = entry
+        prompt, gold = halueval_prompt(subset, row), normalize_label(row["hallucination"])
+        item_id = f"{self.name}:{subset}:{i}"
+        self._subset_of[item_id] = subset
+        return EvalItem(id=item_id, prompt=({"role": "user", "content": prompt},), reference=gold)
 
     def score(self, response: str, reference: str) -> Score:
         return score_yes_no(response, reference)

@@ -19,13 +19,13 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sftlab.data.example import DataError
 from sftlab.eval.scorers.code import score_code, score_code_many
 from sftlab.eval.task import EvalItem, TaskGroup
 from sftlab.eval.tasks._math import PAPER_MAX_TOKENS, PAPER_TEMPERATURE, PAPER_TOP_P
-from sftlab.eval.tasks._source import benchmark_rows
+from sftlab.eval.tasks._source import ROW_ERRORS, benchmark_rows, build_items
 from sftlab.eval.types import SamplingConfig, Score
 
+_ROW_ERRORS = (*ROW_ERRORS, zlib.error, pickle.UnpicklingError)  # compressed private tests
 HUB_ID, SPLIT, VERSION_TAG = "livecodebench/code_generation_lite", "test", "release_v2"
 SYSTEM_LINE = (
     "You will be given a question (problem specification) and will generate a correct Python program that "
@@ -113,29 +113,17 @@ class LiveCodeBenchV2Task:
     def items(self) -> list[EvalItem]:
         if self._items is None:
             rows = benchmark_rows(self.source, HUB_ID, SPLIT, limit=self.limit, version_tag=VERSION_TAG)
-            items, problems = [], []
-            for i, (label, row) in enumerate(rows):
-                try:
-                    reference = reference_from_row(row)
-                    content = prompt_text(row)
-                except (KeyError, TypeError, ValueError, zlib.error, pickle.UnpicklingError) as exc:
-                    problems.append(f"{label}: {type(exc).__name__}: {exc}")
-                    continue
-                if not reference["tests"]:
-                    problems.append(f"{label}: no test cases")
-                    continue
-                qid = row.get("question_id", i)
-                items.append(
-                    EvalItem(
-                        id=f"{self.name}:{qid}",
-                        prompt=({"role": "user", "content": content},),
-                        reference=reference,
-                    )
-                )
-            if problems:
-                raise DataError(f"{len(problems)} bad LiveCodeBench row(s): " + "; ".join(problems[:10]))
-            self._items = items
+            self._items = build_items(rows, self._item, "LiveCodeBench", errors=_ROW_ERRORS)
         return self._items
+
+    def _item(self, i: int, row: Mapping[str, Any]) -> EvalItem:
+        reference, content = reference_from_row(row), prompt_text(row)
+        if not reference["tests"]:
+            raise ValueError("no test cases")
+        qid = row.get("question_id", i)
+        return EvalItem(
+            id=f"{self.name}:{qid}", prompt=({"role": "user", "content": content},), reference=reference
+        )
 
     def score(self, response: str, reference: Mapping[str, Any]) -> Score:
         return score_code(response, reference, timeout_s=self.timeout_s)

@@ -27,13 +27,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sftlab.data.example import DataError
 from sftlab.eval.answer_extraction import split_thinking
 from sftlab.eval.judges.grader import Grader
 from sftlab.eval.judges.truthfulqa import TruthfulQAVerdict, parse_truthfulqa, truthfulqa_judge_prompt
 from sftlab.eval.task import EvalItem, TaskGroup
 from sftlab.eval.tasks._math import PAPER_MAX_TOKENS, PAPER_TEMPERATURE
-from sftlab.eval.tasks._source import benchmark_rows
+from sftlab.eval.tasks._source import benchmark_rows, build_items
 from sftlab.eval.types import SamplingConfig, Score
 
 HUB_ID, CONFIG, SPLIT = "truthfulqa/truthful_qa", "generation", "validation"
@@ -113,25 +112,15 @@ class TruthfulQATask:
     def items(self) -> list[EvalItem]:
         if self._items is None:
             rows = benchmark_rows(self.source, HUB_ID, SPLIT, config=CONFIG, limit=self.limit)
-            items, problems = [], []
-            for i, (label, row) in enumerate(rows):
-                try:
-                    reference = reference_from_row(row)
-                except (KeyError, TypeError, ValueError) as exc:
-                    problems.append(f"{label}: {type(exc).__name__}: {exc}")
-                    continue
-                content = PROMPT_TEMPLATE.format(question=reference["question"])
-                items.append(
-                    EvalItem(
-                        id=f"{self.name}:{i}",
-                        prompt=({"role": "user", "content": content},),
-                        reference=reference,
-                    )
-                )
-            if problems:
-                raise DataError(f"{len(problems)} bad TruthfulQA row(s): " + "; ".join(problems[:10]))
-            self._items = items
+            self._items = build_items(rows, self._item, "TruthfulQA")
         return self._items
+
+    def _item(self, i: int, row: Mapping[str, Any]) -> EvalItem:
+        reference = reference_from_row(row)
+        content = PROMPT_TEMPLATE.format(question=reference["question"])
+        return EvalItem(
+            id=f"{self.name}:{i}", prompt=({"role": "user", "content": content},), reference=reference
+        )
 
     # -- scoring ---------------------------------------------------------------------------------------
     def score(self, response: str, reference: Mapping[str, Any]) -> Score:
