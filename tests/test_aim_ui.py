@@ -137,7 +137,7 @@ def test_aim_ui_serves_the_run_its_params_and_metrics(fitted_repo: FittedRun, tm
         ((run_hash, run),) = runs.items()
         assert run["props"]["name"] == RUN_NAME and run["props"]["experiment"]["name"] == "report-test"
         assert run["params"]["data_regime"] == "countdown_cot"
-        assert run["params"]["schedule"]["global_batch_size"] == 8
+        assert run["params"]["schedule"]["global_batch_size"] == 6
         listed = {(t["name"], t["context"].get("stage")) for t in run["traces"]["metric"]}
         assert {
             ("train/loss", "train"),
@@ -147,7 +147,7 @@ def test_aim_ui_serves_the_run_its_params_and_metrics(fitted_repo: FittedRun, tm
 
         # The grouping query of the README: a param filter on the run.
         assert run_hash in ui.search_runs(
-            'run.data_regime == "countdown_cot" and run.schedule.global_batch_size == 8'
+            'run.data_regime == "countdown_cot" and run.schedule.global_batch_size == 6'
         )
         assert not {h for h, r in ui.search_runs('run.data_regime == "math_cot"').items() if "props" in r}
 

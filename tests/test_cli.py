@@ -166,7 +166,7 @@ def test_fit_through_the_cli_logs_eval_metrics(tiny_model: str, tmp_path) -> Non
     repo = open_repo(tmp_path / "runs")  # indexes finished runs, as `aim up` does
     (run,) = list(repo.iter_runs())
     assert run["data_regime"] == "countdown_cot"
-    assert run["config"]["data"]["global_batch_size"] == 8
+    assert run["config"]["data"]["global_batch_size"] == 6  # the quickstart's
     names = {(m.name, m.context.to_dict().get("stage")) for m in run.metrics()}
     assert ("train/loss", "train") in names and ("eval/countdown/accuracy", "eval") in names
     from aim.storage.context import Context  # get_metric needs a Context, not a dict

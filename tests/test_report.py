@@ -66,7 +66,7 @@ def test_plotted_series_come_from_the_run(fitted_repo: FittedRun, tmp_path) -> N
     (run,) = report.runs
     assert run.name == RUN_NAME and run.param("data_regime") == "countdown_cot"
     shipped = yaml.safe_load((repo_root() / "configs/quickstart.yaml").read_text())["model"]["learning_rate"]
-    assert run.param("schedule.global_batch_size") == 8 and run.param("model.learning_rate") == shipped
+    assert run.param("schedule.global_batch_size") == 6 and run.param("model.learning_rate") == shipped
     series = run.series["eval/countdown/accuracy"]
     assert list(series.steps) == EVAL_STEPS  # one point per eval (step 0, 1, 2)
     expected = accuracy_from_records(fitted_repo.run_dir, "countdown")
@@ -125,7 +125,9 @@ def test_progress_prints_plain_lines_without_a_tty(fitted_repo: FittedRun) -> No
     # SFTLabProgressBar(log_every_n_steps=1): one line per step with the latest eval headline.
     lines = [line for line in printed.splitlines() if line.startswith("step ")]
     assert [line.split(" | ")[0] for line in lines] == ["step 1/2", "step 2/2"]
-    assert all("latest eval: id/accuracy=" in line and "ood/accuracy=" in line for line in lines)
+    assert all(
+        "latest eval (step " in line and "id/accuracy=" in line and "ood/accuracy=" in line for line in lines
+    )
     assert "\r" not in printed
 
 

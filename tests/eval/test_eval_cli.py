@@ -65,15 +65,26 @@ def test_shipped_suites_parse(name: str) -> None:
     assert {"math500", "aime24", "gpqa_diamond", "mmlu_pro", "livecodebench_v2"} <= names
     if name == "paper.yaml":
         n = {t.name: t.sampling.n for t in tasks}
-        assert n == {"math500": 3, "aime24": 10, "livecodebench_v2": 3, "gpqa_diamond": 3, "mmlu_pro": 1}
-        assert all(t.sampling.max_tokens == 32768 for t in tasks)
+        assert n == {
+            "math500": 3, "aime24": 10, "livecodebench_v2": 3, "gpqa_diamond": 3, "mmlu_pro": 1,
+            "ifeval": 1, "halueval": 1, "truthfulqa": 1, "alpacaeval": 1, "countdown": 3,
+        }  # fmt: skip
+        assert {t.name: t.group for t in tasks if t.group == "general"}.keys() == {
+            "ifeval",
+            "halueval",
+            "truthfulqa",
+            "alpacaeval",
+        }
+        assert all(t.sampling.max_tokens >= 16384 for t in tasks)
     else:
         assert all(t.sampling.max_tokens <= 2048 and t.limit <= 20 for t in tasks)
 
 
 def test_overrides_reach_every_task() -> None:
     tasks = load_suite(repo_root() / "configs" / "eval" / "paper.yaml", limit=3, max_tokens=16)
-    assert all(t.limit == 3 and t.sampling.max_tokens == 16 for t in tasks)
+    # --limit reaches `limit`, or `num_problems` for generated tasks (Countdown)
+    assert all((t.limit if hasattr(t, "limit") else t.num_problems) == 3 for t in tasks)
+    assert all(t.sampling.max_tokens == 16 for t in tasks)
 
 
 def test_errors_name_bad_values(tmp_path: Path) -> None:

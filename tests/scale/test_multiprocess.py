@@ -135,7 +135,7 @@ def test_two_node_launch_on_loopback_logs_once(tiny_model: str, tmp_path: Path) 
     callback["tasks"][0]["init_args"].update(num_problems=4, max_tokens=8)
     config["model"]["model_name"] = tiny_model
     config["data"]["regime"]["init_args"]["train_size"] = 16
-    config["data"]["micro_batch_size"] = 4  # global batch 8 = 4 x 2 ranks
+    config["data"].update(micro_batch_size=4, global_batch_size=8)  # 4 per rank x 2 ranks
     path = tmp_path / "two_node.yaml"
     path.write_text(yaml.safe_dump(config))
 
