@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from sftlab.cli import main
+from sftlab.report.canvas import spans
 from sftlab.report.cli import make_report
-from sftlab.report.figures import spans, write_figures
+from sftlab.report.figures import write_figures
 from sftlab.report.reader import ReportError, RunData, Series, read_runs, resolve_runs
 from sftlab.report.summary import Point, direction, summarize, table_keys
 from tests.conftest import repo_root

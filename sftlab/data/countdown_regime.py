@@ -65,7 +65,7 @@ class CountdownRegime:
         trace: "search" = random attempts, dead ends, backtracking, then the solution and a check;
             "backward" = systematic backward chaining from the target (every step local, so a small model
             can learn it from few examples; see `sftlab.data.countdown_backward`). 3-number problems keep
-            backward traces short (~180 SmolLM2 tokens); 4-number ones run to ~1k tokens.
+            backward traces short (~190 SmolLM2 tokens); 4-number ones search sub-goals and often run past 1,000.
         source: optional JSONL/Parquet file or hub id of rows with numbers/target fields.
         instruction: text appended to the question (the paper's by default; "" for none).
     """

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sftlab.report.figures import FigureResult, Style, write_figures
+from sftlab.report.canvas import FigureResult, Style
+from sftlab.report.figures import write_figures
 from sftlab.report.html import write_html
 from sftlab.report.reader import ReportError, RunData, read_runs
 

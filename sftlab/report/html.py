@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sftlab.report.figures import FigureResult, Style
+from sftlab.report.canvas import FigureResult, Style
 from sftlab.report.reader import RunData
 from sftlab.report.summary import MetricSummary, Point, direction, summarize, table_keys
 
